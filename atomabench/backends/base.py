@@ -1,0 +1,71 @@
+"""The protocol every engine implements, and the plain config object that selects one.
+
+A backend only runs a model: it receives planned ``RequestSpec``s, submits them together, and returns
+one ``RequestRecord`` per request with a timestamp for every token. It knows nothing about metrics,
+trackers or storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from atomabench.records import RequestRecord, RequestSpec, SamplingSettings
+
+
+class BackendConfig(BaseModel):
+    """Which engine, which model, and engine options (``options`` are engine-specific)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str = "transformers"
+    model: str = "smollm2-135m"
+    dtype: str = "auto"
+    device: str = "auto"
+    threads: int | None = Field(default=None, ge=1)
+    options: dict = Field(default_factory=dict)
+
+
+class BackendInfo(BaseModel):
+    """What a loaded backend reports about itself; stored with every run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    engine_version: str
+    model: str
+    model_path: str | None = None
+    model_source: str | None = None
+    parameters: int | None = None
+    dtype: str
+    device: str
+    settings: dict = Field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    config: BackendConfig
+
+    def load(self) -> BackendInfo:
+        """Load the model; may take long. Returns what was loaded."""
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids for ``text`` with this backend's tokenizer (no special tokens added)."""
+
+    def detokenize(self, token_ids: Sequence[int]) -> str: ...
+
+    def vocab_size(self) -> int: ...
+
+    def special_token_ids(self) -> set[int]: ...
+
+    def generate(self, requests: Sequence[RequestSpec], sampling: SamplingSettings) -> list[RequestRecord]:
+        """Submit ``requests`` together (one batch) and return one record per request, same order."""
+
+    def peak_device_memory(self) -> tuple[int | None, str | None]:
+        """Peak device bytes since the last ``reset_peak_device_memory`` and where it was read."""
+
+    def reset_peak_device_memory(self) -> None: ...
+
+    def close(self) -> None: ...
