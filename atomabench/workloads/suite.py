@@ -1,0 +1,282 @@
+"""Suites: TOML files naming scenarios, validated strictly before anything runs.
+
+Each scenario kind has its own pydantic model with ``extra="forbid"``, so a misspelt key is an error,
+not a silently ignored setting. Validation errors become one ``UserError`` naming the file, the line
+and the field path (``scenarios[1].batch_size``).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from atomabench.errors import UserError
+from atomabench.paths import suites_dir
+from atomabench.records import SamplingSettings
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LengthDistribution(_Strict):
+    """A token-length distribution: fixed, uniform in [min, max], or normal clipped to [min, max]."""
+
+    dist: Literal["fixed", "uniform", "normal"] = "fixed"
+    value: int | None = Field(default=None, ge=1)
+    min: int | None = Field(default=None, ge=1)
+    max: int | None = Field(default=None, ge=1)
+    mean: float | None = Field(default=None, gt=0)
+    std: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> LengthDistribution:
+        if self.dist == "fixed" and self.value is None:
+            raise ValueError("a fixed length needs `value`")
+        if self.dist == "uniform" and (self.min is None or self.max is None):
+            raise ValueError("a uniform length needs `min` and `max`")
+        if self.dist == "normal" and (self.mean is None or self.std is None):
+            raise ValueError("a normal length needs `mean` and `std`")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        return self
+
+    @property
+    def upper_bound(self) -> int:
+        if self.dist == "fixed":
+            assert self.value is not None
+            return self.value
+        if self.max is not None:
+            return self.max
+        assert self.mean is not None and self.std is not None
+        return int(self.mean + 4 * self.std) + 1
+
+
+def _length(value: int | dict | LengthDistribution) -> LengthDistribution | int | dict:
+    return (
+        {"dist": "fixed", "value": value} if isinstance(value, int) and not isinstance(value, bool) else value
+    )
+
+
+LengthField = Annotated[LengthDistribution, Field()]
+
+
+class ScenarioBase(_Strict):
+    name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    num_requests: int = Field(ge=1, le=1_000_000)
+    input_tokens: LengthField
+    output_tokens: LengthField
+    ignore_eos: bool = True
+    dataset: Literal["synthetic"] = "synthetic"
+    seed: int = 0
+    temperature: float = Field(default=0.0, ge=0.0, le=10.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0)
+    logprobs: int = Field(default=0, ge=0, le=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lengths_from_ints(cls, data: dict) -> dict:
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("input_tokens", "output_tokens"):
+                if key in data:
+                    data[key] = _length(data[key])
+        return data
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            seed=self.seed,
+            logprobs=self.logprobs,
+        )
+
+
+class OfflineScenario(ScenarioBase):
+    """Throughput: all requests submitted at once, in batches of ``batch_size``."""
+
+    kind: Literal["offline"]
+    batch_size: int = Field(ge=1, le=4096)
+    warmup_batches: int = Field(default=1, ge=0, le=100)
+
+
+class SingleStreamScenario(ScenarioBase):
+    """Latency: one request at a time, the next sent when the previous finished (MLPerf SingleStream)."""
+
+    kind: Literal["single_stream"]
+    warmup_requests: int = Field(default=1, ge=0, le=1000)
+
+
+Scenario = Annotated[OfflineScenario | SingleStreamScenario, Field(discriminator="kind")]
+
+
+class SuiteBackendDefaults(_Strict):
+    """Backend settings a suite may suggest; command-line options override them."""
+
+    kind: str | None = None
+    model: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    threads: int | None = Field(default=None, ge=1)
+
+
+class Suite(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    percentiles: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
+    backend: SuiteBackendDefaults = SuiteBackendDefaults()
+    scenarios: tuple[Scenario, ...] = Field(min_length=1)
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Suite:
+        # Whole-suite checks have no field location of their own; ctx["location"] carries it so that
+        # parse_suite can point at the offending line (see parse_suite).
+        seen: set[str] = set()
+        for index, scenario in enumerate(self.scenarios):
+            if scenario.name in seen:
+                raise _located(("scenarios", index, "name"), f"scenario name {scenario.name!r} is used twice")
+            seen.add(scenario.name)
+        for index, p in enumerate(self.percentiles):
+            if not 0 < p < 100:
+                raise _located(("percentiles", index), f"percentile {p:g} is outside (0, 100)")
+        return self
+
+
+def _located(location: tuple, message: str) -> PydanticCustomError:
+    """A validation error that names the field it is about, for checks made after fields validate."""
+    return PydanticCustomError("suite_check", message, {"location": location})
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+def available_suites() -> dict[str, Path]:
+    return {path.stem: path for path in sorted(suites_dir().glob("*.toml"))}
+
+
+def find_suite(name_or_path: str) -> Path:
+    """A suite file: an existing path, or the name of a bundled suite."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix == ".toml" or candidate.exists():
+        if not candidate.is_file():
+            raise UserError("no such suite file", path=candidate, field="suite")
+        return candidate
+    bundled = available_suites()
+    if name_or_path not in bundled:
+        raise UserError(
+            f"unknown suite {name_or_path!r}; bundled suites: {', '.join(bundled) or 'none'}", field="suite"
+        )
+    return bundled[name_or_path]
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = find_suite(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read suite: {exc}", path=path) from exc
+    return parse_suite(text, path)
+
+
+def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _decode_error_line(exc)
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise UserError(f"malformed TOML: {message}", path=path, line=line) from exc
+    data.setdefault("name", Path(str(path)).stem)
+    try:
+        suite = Suite.model_validate({**data, "path": str(path)})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = tuple(part for part in error["loc"] if not _is_union_tag(part))
+        location = tuple((error.get("ctx") or {}).get("location", location))
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            location = (*location, "kind")  # the problem is the scenario's `kind` key
+        field = _format_location(location)
+        raise UserError(_message(error), path=path, line=_line_of(text, location), field=field) from exc
+    return suite
+
+
+def _decode_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
+    line = getattr(exc, "lineno", None)
+    if line:
+        return int(line)
+    found = re.search(r"line (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _is_union_tag(part: object) -> bool:
+    """pydantic puts the discriminator value (e.g. 'offline') into error locations; drop it."""
+    return part in ("offline", "single_stream") or (isinstance(part, str) and part.startswith("function-"))
+
+
+def _format_location(location: tuple) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _message(error: dict) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown scenario kind {error['input'].get('kind')!r}; known: offline, single_stream"
+    if kind == "union_tag_not_found":
+        return "scenario needs a `kind` (offline or single_stream)"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+
+def _line_of(text: str, location: tuple) -> int | None:
+    """Best-effort line of a field: the deepest table/key on the path that appears in the text."""
+    array_counts: dict[str, int] = {}
+    table: tuple = ()
+    best: tuple[int, int] | None = None  # (matched depth, line)
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            name = header.group(2)
+            if header.group(1) == "[[":
+                array_counts[name] = array_counts.get(name, -1) + 1
+                table = (name, array_counts[name])
+            else:
+                table = tuple(name.split("."))
+            path = table
+        else:
+            key = _KEY.match(line)
+            if not key:
+                continue
+            path = (*table, key.group(1))
+        depth = _common_prefix(path, location)
+        if depth == len(path) and (best is None or depth > best[0]):
+            best = (depth, number)
+    return best[1] if best else None
+
+
+def _common_prefix(a: tuple, b: tuple) -> int:
+    depth = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        depth += 1
+    return depth
