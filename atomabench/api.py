@@ -1,0 +1,98 @@
+"""The Python API: run suites and read results as records or pandas DataFrames.
+
+    >>> from atomabench import api
+    >>> result = api.run("smoke")                  # doctest: +SKIP
+    >>> api.scenarios().head()                     # doctest: +SKIP
+
+Everything the CLI does goes through these functions; the CLI only parses options and renders.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from atomabench.backends import BackendConfig
+from atomabench.records import RunResult
+from atomabench.workloads.suite import Suite, load_suite
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from atomabench.runner import RunObserver
+
+DEFAULT_SUITE = "smoke"
+
+
+def backend_config_for(
+    suite: Suite,
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+) -> BackendConfig:
+    """Command-line values win over the suite's ``[backend]`` table, which wins over defaults."""
+    suggested = suite.backend
+    defaults = BackendConfig()
+    return BackendConfig(
+        kind=backend or suggested.kind or defaults.kind,
+        model=model or suggested.model or defaults.model,
+        dtype=dtype or suggested.dtype or defaults.dtype,
+        device=device or suggested.device or defaults.device,
+        threads=threads or suggested.threads,
+    )
+
+
+def run(
+    suite: str | Suite = DEFAULT_SUITE,
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    db: str | None = None,
+    observer: RunObserver | None = None,
+) -> RunResult:
+    """Run a suite (a bundled name, a TOML path or a ``Suite``) and return the stored result."""
+    from atomabench.runner import run_suite
+    from atomabench.store import open_store
+
+    loaded = suite if isinstance(suite, Suite) else load_suite(suite)
+    config = backend_config_for(
+        loaded, backend=backend, model=model, dtype=dtype, device=device, threads=threads
+    )
+    with open_store(db) as store:
+        return run_suite(loaded, config, store, observer=observer)
+
+
+def get_run(run_id: str, db: str | None = None) -> RunResult:
+    from atomabench.store import open_store
+
+    with open_store(db) as store:
+        return store.get_run(run_id)
+
+
+def runs(db: str | None = None) -> pd.DataFrame:
+    """One row per run."""
+    from atomabench.store import open_store
+
+    with open_store(db) as store:
+        return store.runs_frame()
+
+
+def scenarios(db: str | None = None, run_ids: list[str] | None = None) -> pd.DataFrame:
+    """One row per scenario with every aggregate metric as a column."""
+    from atomabench.store import open_store
+
+    with open_store(db) as store:
+        return store.scenarios_frame(run_ids)
+
+
+def requests(run_id: str, db: str | None = None) -> pd.DataFrame:
+    """One row per request of a run, raw token timestamps included."""
+    from atomabench.store import open_store
+
+    with open_store(db) as store:
+        return store.requests_frame(run_id)

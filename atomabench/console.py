@@ -1,0 +1,148 @@
+"""Terminal rendering: rich tables and the progress display. No measurement or SQL happens here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from atomabench.records import LatencyStats, RunResult, ScenarioResult
+from atomabench.workloads.plan import ScenarioPlan
+
+stderr = Console(stderr=True)
+stdout = Console()
+
+
+def print_json(document: Any) -> None:
+    """Plain JSON on stdout (no rich markup), for scripts."""
+    print(json.dumps(document, indent=2, default=str))
+
+
+def _bytes(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
+def _ms(stats: LatencyStats, key: str) -> str:
+    value = stats.percentiles.get(key)
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def scenario_table(run: RunResult, title: str | None = None) -> Table:
+    """The end-of-run summary: one column per scenario, one row per metric (fits 80 columns)."""
+    info = run.run
+    table = Table(
+        title=title
+        or f"run {info.run_id[:12]} · {info.suite} · {info.backend} · {info.model} · {info.status}",
+        title_justify="left",
+    )
+    table.add_column("metric")
+    for scenario in run.scenarios:
+        table.add_column(scenario.name + ("" if scenario.valid else " (invalid)"), justify="right")
+
+    def row(label: str, render: Callable[[ScenarioResult], str]) -> None:
+        table.add_row(label, *(render(s) for s in run.scenarios))
+
+    row("kind", lambda s: s.kind)
+    row("requests ok / failed", lambda s: f"{s.metrics.completed} / {s.metrics.failed}")
+    row("duration s", lambda s: f"{s.metrics.duration_s:,.2f}")
+    row("requests/s", lambda s: f"{s.metrics.request_throughput:,.3f}")
+    row("output tok/s", lambda s: f"{s.metrics.output_throughput:,.1f}")
+    row("total tok/s", lambda s: f"{s.metrics.total_token_throughput:,.1f}")
+    row("peak output tok/s (1 s)", lambda s: f"{s.metrics.peak_output_throughput:,.0f}")
+    for label, attr in (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2EL", "e2el_ms")):
+        for key in ("p50", "p99"):
+            row(f"{label} {key} ms", lambda s, a=attr, k=key: _ms(getattr(s.metrics, a), k))
+    row("peak host RSS", lambda s: _bytes(s.memory.peak_host_rss_bytes))
+    row("peak device memory", lambda s: _bytes(s.memory.peak_device_bytes))
+    table.caption = "TTFT, TPOT, ITL, E2EL as vLLM bench serve defines them (docs/metrics.md)"
+    return table
+
+
+def run_document(run: RunResult, *, with_requests: bool = False) -> dict:
+    """A run as JSON-ready data; per-request records only when asked (they can be large)."""
+    document = run.model_dump(mode="json")
+    if not with_requests:
+        for scenario in document["scenarios"]:
+            scenario.pop("records", None)
+    return document
+
+
+def rows_table(title: str, rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = list(columns)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if row.get(c) is None else str(row.get(c)) for c in columns))
+    return table
+
+
+class RichProgress:
+    """A ``RunObserver`` drawing one progress bar per scenario (warm-up, then measured requests)."""
+
+    def __init__(self, console: Console = stderr) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+        self._name = ""
+        self._started = (
+            False  # the live display starts with the first scenario, so early errors stay one line
+        )
+
+    def __enter__(self) -> RichProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started:
+            self.progress.stop()
+
+    def stage(self, message: str) -> None:
+        self.console.log(message)
+
+    def scenario_started(self, plan: ScenarioPlan, index: int, total: int) -> None:
+        self._name = f"[{index + 1}/{total}] {plan.scenario.name}"
+        if not self._started:
+            self.progress.start()
+            self._started = True
+        warmup = sum(len(b) for b in plan.warmup)
+        self._task = self.progress.add_task(
+            f"{self._name} (warm-up)" if warmup else self._name, total=warmup + plan.measured_requests
+        )
+
+    def requests_done(self, count: int, warmup: bool) -> None:
+        if self._task is not None:
+            self.progress.update(
+                self._task, advance=count, description=self._name + (" (warm-up)" if warmup else "")
+            )
+
+    def scenario_finished(self, result: ScenarioResult) -> None:
+        if self._task is not None:
+            m = result.metrics
+            self.progress.update(
+                self._task,
+                description=f"{self._name}: {m.output_throughput:,.1f} out tok/s, "
+                f"TTFT p50 {_ms(m.ttft_ms, 'p50')} ms",
+            )

@@ -1,0 +1,1 @@
+"""What is measured: pure metric functions of RequestRecords, and trackers that watch a window."""
