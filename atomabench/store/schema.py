@@ -1,0 +1,191 @@
+"""The tables of the results database, as typed SQLAlchemy 2.0 declarative models.
+
+Only ``atomabench.store`` sees these classes; every other room gets records or DataFrames. The layout
+keeps the numbers a leaderboard filters and sorts on (throughput, token counts, device name) in real
+columns, and the nested parts (settings, the full hardware description, per-token times) as JSON, so
+the same schema works on SQLite and PostgreSQL without dialect-specific types.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+LATENCY_METRICS: tuple[str, ...] = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
+"""The ``ScenarioMetrics`` fields stored in ``latency_stats``, in this order."""
+
+LATENCY_SCALARS: tuple[str, ...] = ("count", "mean", "std", "min", "max")
+"""``LatencyStats`` fields stored as ``stat`` rows; every other ``stat`` is a key of ``percentiles``."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and handed back timezone-aware.
+
+    SQLite has no timezone type and SQLAlchemy would silently drop the offset, so every value is
+    converted to UTC before it is written. A naive datetime is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSON NULL and SQL NULL are different things; store a Python None as SQL NULL so "no logprobs"
+# stays distinguishable from an empty list and is queryable with IS NULL.
+NullableJson = JSON(none_as_null=True)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute by name
+        datetime: UtcDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        str: String(255),
+        int: Integer,
+        float: Double,
+        bool: Boolean,
+    }
+
+
+class MetaRow(Base):
+    """Facts about the database itself: ``schema_version``, ``created_at``, ``atomabench_version``."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class RunRow(Base):
+    """One invocation of a suite (``RunInfo`` without its hardware)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_started_at", "started_at"),)
+
+    run_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    suite: Mapped[str]
+    suite_path: Mapped[str | None] = mapped_column(Text)
+    backend: Mapped[str]
+    model: Mapped[str] = mapped_column(Text)
+    backend_settings: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(32))
+    atomabench_version: Mapped[str] = mapped_column(String(64))
+
+
+class HardwareRow(Base):
+    """The machine a run used: the columns people filter on, plus the full ``HardwareInfo`` as JSON."""
+
+    __tablename__ = "hardware"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True)
+    profile_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    device_name: Mapped[str]
+    gpu_count: Mapped[int]
+    accelerator: Mapped[str] = mapped_column(String(16))
+    cpu_model: Mapped[str]
+    info: Mapped[dict[str, Any]]
+
+
+class ScenarioRow(Base):
+    """One finished scenario: settings, validity, memory, energy and the scalar metrics as columns."""
+
+    __tablename__ = "scenarios"
+    __table_args__ = (UniqueConstraint("run_id", "position", name="uq_scenarios_run_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    name: Mapped[str]
+    kind: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    valid: Mapped[bool]
+    invalid_reason: Mapped[str | None] = mapped_column(Text)
+
+    peak_device_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    peak_host_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    device_memory_source: Mapped[str | None]
+    kv_cache_capacity_tokens: Mapped[int | None] = mapped_column(BigInteger)
+
+    energy_joules: Mapped[float | None]
+    average_watts: Mapped[float | None]
+    joules_per_output_token: Mapped[float | None]
+    energy_source: Mapped[str | None]
+
+    # The float metrics are NULL only where the metric code produced NaN (SQLite cannot store NaN);
+    # the store reads NULL back as NaN so a bad number never costs the scenario it belongs to.
+    duration_s: Mapped[float | None]
+    completed: Mapped[int]
+    failed: Mapped[int]
+    total_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    total_output_tokens: Mapped[int] = mapped_column(BigInteger)
+    request_throughput: Mapped[float | None]
+    output_throughput: Mapped[float | None]
+    total_token_throughput: Mapped[float | None]
+    peak_output_throughput: Mapped[float | None]
+
+
+class RequestRow(Base):
+    """One ``RequestRecord``; ``position`` keeps the order the scenario produced them in."""
+
+    __tablename__ = "requests"
+    __table_args__ = (Index("ix_requests_scenario_id_position", "scenario_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    scenario_id: Mapped[int] = mapped_column(ForeignKey("scenarios.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    request_id: Mapped[str]
+    scenario: Mapped[str]
+    prompt_tokens: Mapped[int]
+    output_tokens: Mapped[int]
+    send_time: Mapped[float]
+    first_token_time: Mapped[float | None]
+    end_time: Mapped[float]
+    error: Mapped[str | None] = mapped_column(Text)
+    output_hash: Mapped[str] = mapped_column(String(128))
+    batch_size: Mapped[int]
+    batch_position: Mapped[int]
+    token_times: Mapped[list[Any]]
+    output_token_ids: Mapped[list[Any]]
+    logprobs: Mapped[list[Any] | None] = mapped_column(NullableJson)
+
+
+class LatencyStatRow(Base):
+    """One summary statistic of one latency distribution, in long format (``metric``, ``stat``, ``value``)."""
+
+    __tablename__ = "latency_stats"
+
+    scenario_id: Mapped[int] = mapped_column(ForeignKey("scenarios.id", ondelete="CASCADE"), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(16), primary_key=True)
+    stat: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float | None]  # NULL stands for NaN; a statistic that is None has no row at all

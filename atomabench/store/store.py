@@ -1,0 +1,727 @@
+"""Open a results database and move records in and out of it.
+
+``Store`` takes and returns records from :mod:`atomabench.records` only; the ORM classes never leave
+this package. Each scenario is written in one transaction the moment it finishes, so a run that is
+killed half way keeps every scenario it completed and can be read back from a fresh process.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict
+from pydantic_core import from_json, to_json, to_jsonable_python
+from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, inspect, select, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Subquery
+
+import atomabench
+from atomabench.errors import UserError
+from atomabench.paths import default_database_url
+from atomabench.records import (
+    SCHEMA_VERSION,
+    EnergyStats,
+    HardwareInfo,
+    LatencyStats,
+    MemoryStats,
+    RequestRecord,
+    RunInfo,
+    RunResult,
+    RunStatus,
+    ScenarioMetrics,
+    ScenarioResult,
+)
+from atomabench.store.schema import (
+    LATENCY_METRICS,
+    LATENCY_SCALARS,
+    Base,
+    HardwareRow,
+    LatencyStatRow,
+    MetaRow,
+    RequestRow,
+    RunRow,
+    ScenarioRow,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ExportFormat = Literal["csv", "json", "parquet"]
+ExportTable = Literal["scenarios", "requests", "runs"]
+
+_REQUIRED_METRIC_FLOATS = (
+    "duration_s",
+    "request_throughput",
+    "output_throughput",
+    "total_token_throughput",
+    "peak_output_throughput",
+)
+_METRIC_INTS = ("completed", "failed", "total_input_tokens", "total_output_tokens")
+
+
+class RunSummary(BaseModel):
+    """One line of ``atomabench runs``: enough to pick a run without loading its requests."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+    suite: str
+    backend: str
+    model: str
+    device_name: str | None
+    profile_id: str | None
+    status: RunStatus
+    started_at: datetime
+    scenario_count: int
+    best_output_throughput: float | None
+    """Highest output tokens/s among the run's valid scenarios; None when it has none."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Opening
+
+
+def open_store(url: str | Path | None = None) -> Store:
+    """Open (creating if needed) the results database at ``url``: a file path or a SQLAlchemy URL.
+
+    ``None`` means :func:`atomabench.paths.default_database_url`. Mistakes the user can make (a path
+    that cannot be written, a server that does not answer, a database of another schema version) raise
+    ``UserError`` with ``field="db"`` or ``field="schema_version"``, and leave nothing behind.
+    """
+    raw = str(url) if url is not None else default_database_url()
+    shown = raw
+    try:
+        sqlalchemy_url = _to_sqlalchemy_url(raw)
+        shown = sqlalchemy_url.render_as_string(hide_password=True) if "://" in raw else raw
+    except (SQLAlchemyError, ValueError) as exc:  # make_url lets a bad port through as ValueError
+        raise UserError(
+            f"not a database path or SQLAlchemy URL ({_one_line(exc)})", path=raw, field="db"
+        ) from None
+
+    sqlite_file = _sqlite_file(sqlalchemy_url)
+    created_dirs: list[Path] = []
+    file_existed = sqlite_file is None or sqlite_file.exists()
+    engine: Engine | None = None
+    try:
+        if sqlite_file is not None:
+            created_dirs = _make_parent_dirs(sqlite_file)
+        engine = create_engine(sqlalchemy_url, json_serializer=_json_dumps, json_deserializer=from_json)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        _prepare_schema(engine, shown)
+    except (OSError, ImportError, SQLAlchemyError, UserError) as exc:
+        if engine is not None:
+            engine.dispose()
+        if sqlite_file is not None and not file_existed:
+            _remove_sqlite_files(sqlite_file)
+        for directory in reversed(created_dirs):
+            directory.rmdir()
+        if isinstance(exc, UserError):
+            raise
+        hint = ""
+        if isinstance(exc, ImportError):
+            hint = " (install the database driver: for PostgreSQL `pip install psycopg[binary]`)"
+        raise UserError(
+            f"cannot open the results database: {_one_line(exc)}{hint}", path=shown, field="db"
+        ) from None
+    return Store(engine, shown)
+
+
+def _to_sqlalchemy_url(raw: str) -> URL:
+    if "://" in raw:
+        return make_url(raw)
+    return URL.create("sqlite", database=str(Path(raw).expanduser().absolute()))
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory SQLite and every other database."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.database.startswith("file:"):  # SQLite URI filenames: leave them to SQLite
+        return None
+    return Path(url.database).expanduser().absolute()
+
+
+def _make_parent_dirs(file: Path) -> list[Path]:
+    """Create the missing parents of ``file``; return those created, outermost first, for cleanup."""
+    missing = [parent for parent in file.parents if not parent.exists()]
+    created: list[Path] = []
+    try:
+        for directory in reversed(missing):
+            directory.mkdir()
+            created.append(directory)
+    except OSError:
+        for directory in reversed(created):
+            directory.rmdir()
+        raise
+    # SQLite only says "unable to open database file"; name the actual problem instead
+    if file.is_dir():
+        raise IsADirectoryError(f"{file} is a directory")
+    if not file.parent.is_dir():
+        raise NotADirectoryError(f"{_first_non_directory(file)} is not a directory")
+    if not os.access(file if file.exists() else file.parent, os.W_OK):
+        raise PermissionError(f"{file if file.exists() else file.parent} is not writable")
+    return created
+
+
+def _first_non_directory(file: Path) -> Path:
+    for parent in reversed(file.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return file.parent
+
+
+def _remove_sqlite_files(file: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        leftover = file.with_name(file.name + suffix)
+        if leftover.is_file():
+            leftover.unlink()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets a report read while a benchmark writes; SQLite enforces foreign keys only when asked."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _prepare_schema(engine: Engine, shown: str) -> None:
+    """Create the tables in an empty database, or check the schema version of an existing one.
+
+    Our own tables without a ``schema_version`` mean a first open that died half way (SQLite's Python
+    driver does not make DDL transactional); that is finished rather than refused.
+    """
+    with engine.begin() as connection:
+        tables = set(inspect(connection).get_table_names())
+        found = None
+        if MetaRow.__tablename__ in tables:
+            found = connection.scalar(select(MetaRow.value).where(MetaRow.key == "schema_version"))
+        if found is not None and found != str(SCHEMA_VERSION):
+            raise UserError(
+                f"database has schema version {found}, but atomabench {atomabench.__version__} reads "
+                f"version {SCHEMA_VERSION}; use a new database file or the atomabench that wrote it",
+                path=shown,
+                field="schema_version",
+            )
+        foreign = tables - set(Base.metadata.tables)
+        if found is None and foreign:
+            raise UserError(
+                f"database holds other tables ({', '.join(sorted(foreign)[:3])}) and no atomabench "
+                "schema_version; point atomabench at a new database",
+                path=shown,
+                field="db",
+            )
+        Base.metadata.create_all(connection)  # creates only what is missing
+        if found is None:
+            connection.execute(
+                insert(MetaRow),
+                [
+                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                    {"key": "created_at", "value": datetime.now(UTC).isoformat()},
+                    {"key": "atomabench_version", "value": atomabench.__version__},
+                ],
+            )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while millions of small acyclic objects are made.
+
+    Rebuilding the token times and logprobs of a large run creates millions of tuples and records; each
+    full collection walks all of them and finds nothing, which made reading 4x slower. Reference
+    counting still frees everything as usual; only the cycle detector waits.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _json_dumps(value: Any) -> str:
+    """JSON in Rust: per-token times and logprobs are most of the bytes written.
+
+    Floats are written in their shortest exact form and read back bit-identical (pydantic-core), and
+    NaN stays NaN as with Python's ``json``. Records, tuples and dicts are accepted as they are.
+    """
+    return to_json(value, inf_nan_mode="constants").decode()
+
+
+def _one_line(exc: BaseException) -> str:
+    """The driver's own message without SQLAlchemy's SQL echo and background link."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------------
+# The store
+
+
+class Store:
+    """Records in, records and DataFrames out. Use :func:`open_store` to make one."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.url = url
+        """Where the database is, with any password hidden; for messages."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def close(self) -> None:
+        """Release every connection; the file is complete and consistent after each commit anyway."""
+        self._engine.dispose()
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    def start_run(self, run: RunInfo) -> None:
+        """Record a run and its hardware before the first scenario, so a crash still leaves a trace."""
+        hardware = run.hardware
+        with self._sessions.begin() as session:
+            if session.get(RunRow, run.run_id) is not None:
+                raise UserError(f"run {run.run_id!r} is already stored", path=self.url, field="run_id")
+            session.add(
+                RunRow(
+                    run_id=run.run_id,
+                    suite=run.suite,
+                    suite_path=run.suite_path,
+                    backend=run.backend,
+                    model=run.model,
+                    backend_settings=to_jsonable_python(run.backend_settings),
+                    started_at=run.started_at,
+                    ended_at=run.ended_at,
+                    status=run.status,
+                    atomabench_version=run.atomabench_version,
+                )
+            )
+            # no ORM relationships, so nothing orders the two inserts for the foreign key but this flush
+            session.flush()
+            session.add(
+                HardwareRow(
+                    run_id=run.run_id,
+                    profile_id=hardware.profile_id,
+                    device_name=hardware.device_name,
+                    gpu_count=hardware.gpu_count,
+                    accelerator=hardware.accelerator,
+                    cpu_model=hardware.cpu_model,
+                    info=hardware.model_dump(mode="json"),
+                )
+            )
+
+    def add_scenario(self, run_id: str, result: ScenarioResult) -> int:
+        """Store one finished scenario with all its requests and latency stats; returns its row id.
+
+        Everything goes in one transaction that is committed before returning, so the scenario is
+        either fully stored or not at all.
+        """
+        with self._sessions.begin() as session:
+            self._require_run(session, run_id)
+            position = session.scalar(
+                select(func.coalesce(func.max(ScenarioRow.position) + 1, 0)).where(
+                    ScenarioRow.run_id == run_id
+                )
+            )
+            row = ScenarioRow(run_id=run_id, position=position, **_scenario_columns(result))
+            session.add(row)
+            session.flush()
+            scenario_id = row.id
+            with _gc_paused():
+                if result.records:
+                    session.execute(insert(RequestRow), _request_rows(scenario_id, result.records))
+                session.execute(insert(LatencyStatRow), _latency_rows(scenario_id, result.metrics))
+        return scenario_id
+
+    def finish_run(self, run_id: str, status: RunStatus, ended_at: datetime) -> None:
+        """Mark a run completed, interrupted or failed (the runner calls this from its ``finally``)."""
+        if status not in get_args(RunStatus):
+            raise ValueError(f"unknown run status {status!r}; expected one of {get_args(RunStatus)}")
+        with self._sessions.begin() as session:
+            self._require_run(session, run_id)
+            session.execute(
+                update(RunRow).where(RunRow.run_id == run_id).values(status=status, ended_at=ended_at)
+            )
+
+    def delete_run(self, run_id: str) -> str:
+        """Delete a run (exact id or unique prefix) with everything under it; returns the full id."""
+        with self._sessions.begin() as session:
+            full_id = self._resolve(session, run_id)
+            scenario_ids = select(ScenarioRow.id).where(ScenarioRow.run_id == full_id)
+            session.execute(delete(RequestRow).where(RequestRow.scenario_id.in_(scenario_ids)))
+            session.execute(delete(LatencyStatRow).where(LatencyStatRow.scenario_id.in_(scenario_ids)))
+            session.execute(delete(ScenarioRow).where(ScenarioRow.run_id == full_id))
+            session.execute(delete(HardwareRow).where(HardwareRow.run_id == full_id))
+            session.execute(delete(RunRow).where(RunRow.run_id == full_id))
+        return full_id
+
+    # ---- reading records -------------------------------------------------------------------------
+
+    def resolve_run_id(self, run_id_or_prefix: str) -> str:
+        """The full id of the one run whose id is, or starts with, ``run_id_or_prefix``."""
+        with self._sessions() as session:
+            return self._resolve(session, run_id_or_prefix)
+
+    def get_run(self, run_id_or_prefix: str, *, with_records: bool = True) -> RunResult:
+        """Rebuild a run exactly as it was written: run, hardware, scenarios, requests and stats.
+
+        ``with_records=False`` leaves every ``ScenarioResult.records`` empty, for callers that only
+        need the aggregates of a large run.
+        """
+        with self._sessions() as session:
+            run_id = self._resolve(session, run_id_or_prefix)
+            run_row, hardware_row = session.execute(
+                select(RunRow, HardwareRow)
+                .join(HardwareRow, HardwareRow.run_id == RunRow.run_id)
+                .where(RunRow.run_id == run_id)
+            ).one()
+            scenario_rows = session.scalars(
+                select(ScenarioRow).where(ScenarioRow.run_id == run_id).order_by(ScenarioRow.position)
+            ).all()
+            stats = _load_latency_stats(session, run_id)
+            records = _load_request_records(session, run_id) if with_records else {}
+            scenarios = tuple(
+                _scenario_result(row, stats.get(row.id, {}), records.get(row.id, ())) for row in scenario_rows
+            )
+            return RunResult(run=_run_info(run_row, hardware_row), scenarios=scenarios)
+
+    def list_runs(self, limit: int | None = None) -> list[RunSummary]:
+        """Runs newest first, with their scenario count and best valid output throughput."""
+        per_run = scenario_summary()
+        statement = (
+            select(
+                RunRow,
+                HardwareRow.device_name,
+                HardwareRow.profile_id,
+                per_run.c.scenario_count,
+                per_run.c.best_output_throughput,
+            )
+            .outerjoin(HardwareRow, HardwareRow.run_id == RunRow.run_id)
+            .outerjoin(per_run, per_run.c.run_id == RunRow.run_id)
+            .order_by(RunRow.started_at.desc(), RunRow.run_id.desc())
+            .limit(limit)
+        )
+        with self._sessions() as session:
+            return [
+                RunSummary(
+                    run_id=run.run_id,
+                    suite=run.suite,
+                    backend=run.backend,
+                    model=run.model,
+                    device_name=device_name,
+                    profile_id=profile_id,
+                    status=run.status,
+                    started_at=run.started_at,
+                    scenario_count=scenario_count or 0,
+                    best_output_throughput=best,
+                )
+                for run, device_name, profile_id, scenario_count, best in session.execute(statement)
+            ]
+
+    # ---- DataFrames and export -------------------------------------------------------------------
+
+    def runs_frame(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per run (newest first) with its hardware columns and scenario summary."""
+        from atomabench.store import frames
+
+        with self._sessions() as session:
+            return frames.runs_frame(session, self._resolve_many(session, run_ids))
+
+    def scenarios_frame(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per scenario with the columns in :data:`atomabench.store.frames.SCENARIO_COLUMNS`."""
+        from atomabench.store import frames
+
+        with self._sessions() as session:
+            return frames.scenarios_frame(session, self._resolve_many(session, run_ids))
+
+    def requests_frame(self, run_id: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per request of a run (or of several, or of all); token times stay lists."""
+        from atomabench.store import frames
+
+        run_ids = [run_id] if isinstance(run_id, str) else run_id
+        with self._sessions() as session:
+            return frames.requests_frame(session, self._resolve_many(session, run_ids))
+
+    def export(
+        self,
+        path: str | Path,
+        fmt: ExportFormat = "csv",
+        table: ExportTable = "scenarios",
+        run_ids: Sequence[str] | None = None,
+    ) -> Path:
+        """Write one table as CSV, JSON (records, ISO dates) or Parquet; returns the path written."""
+        from atomabench.store import frames
+
+        frames.check_export_choice(fmt, table)
+        builders = {
+            "scenarios": self.scenarios_frame,
+            "requests": self.requests_frame,
+            "runs": self.runs_frame,
+        }
+        return frames.write_frame(builders[table](run_ids), Path(path), fmt)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    def _require_run(self, session: Session, run_id: str) -> None:
+        if session.get(RunRow, run_id) is None:
+            raise UserError(f"no run {run_id!r}; call start_run first", path=self.url, field="run_id")
+
+    def _resolve(self, session: Session, run_id_or_prefix: str) -> str:
+        if not run_id_or_prefix:
+            raise UserError(
+                "an empty run id would match every run; give a prefix", path=self.url, field="run_id"
+            )
+        if session.get(RunRow, run_id_or_prefix) is not None:
+            return run_id_or_prefix
+        matches = session.scalars(
+            select(RunRow.run_id)
+            .where(RunRow.run_id.startswith(run_id_or_prefix, autoescape=True))
+            .order_by(RunRow.run_id)
+            .limit(6)
+        ).all()
+        if not matches:
+            raise UserError(f"no run matches {run_id_or_prefix!r}", path=self.url, field="run_id")
+        if len(matches) > 1:
+            listed = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            raise UserError(
+                f"{run_id_or_prefix!r} matches several runs ({listed}); give more characters",
+                path=self.url,
+                field="run_id",
+            )
+        return matches[0]
+
+    def _resolve_many(self, session: Session, run_ids: Iterable[str] | None) -> list[str] | None:
+        if run_ids is None:
+            return None
+        return list(dict.fromkeys(self._resolve(session, run_id) for run_id in run_ids))
+
+
+def scenario_summary() -> Subquery:
+    """Per run: ``scenario_count`` and ``best_output_throughput`` over its valid scenarios."""
+    return (
+        select(
+            ScenarioRow.run_id,
+            func.count().label("scenario_count"),
+            func.max(case((ScenarioRow.valid, ScenarioRow.output_throughput))).label(
+                "best_output_throughput"
+            ),
+        )
+        .group_by(ScenarioRow.run_id)
+        .subquery()
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Records → rows
+
+
+def _scenario_columns(result: ScenarioResult) -> dict[str, Any]:
+    metrics, memory, energy = result.metrics, result.memory, result.energy
+    return {
+        "name": result.name,
+        "kind": result.kind,
+        "settings": to_jsonable_python(result.settings),
+        "started_at": result.started_at,
+        "ended_at": result.ended_at,
+        "valid": result.valid,
+        "invalid_reason": result.invalid_reason,
+        "peak_device_bytes": memory.peak_device_bytes,
+        "peak_host_rss_bytes": memory.peak_host_rss_bytes,
+        "device_memory_source": memory.device_memory_source,
+        "kv_cache_capacity_tokens": memory.kv_cache_capacity_tokens,
+        "energy_joules": None if energy is None else _nan_to_null(energy.joules),
+        "average_watts": None if energy is None else _nan_to_null(energy.average_watts),
+        "joules_per_output_token": None if energy is None else energy.joules_per_output_token,
+        "energy_source": None if energy is None else energy.source,
+        **{name: _nan_to_null(getattr(metrics, name)) for name in _REQUIRED_METRIC_FLOATS},
+        **{name: getattr(metrics, name) for name in _METRIC_INTS},
+    }
+
+
+def _request_rows(scenario_id: int, records: Sequence[RequestRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "scenario_id": scenario_id,
+            "position": position,
+            "request_id": record.request_id,
+            "scenario": record.scenario,
+            "prompt_tokens": record.prompt_tokens,
+            "output_tokens": record.output_tokens,
+            "send_time": record.send_time,
+            "first_token_time": record.first_token_time,
+            "end_time": record.end_time,
+            "error": record.error,
+            "output_hash": record.output_hash,
+            "batch_size": record.batch_size,
+            "batch_position": record.batch_position,
+            # tuples and TokenLogprobs records go to the JSON serializer as they are, no Python copies
+            "token_times": record.token_times,
+            "output_token_ids": record.output_token_ids,
+            "logprobs": record.logprobs,
+        }
+        for position, record in enumerate(records)
+    ]
+
+
+def _latency_rows(scenario_id: int, metrics: ScenarioMetrics) -> list[dict[str, Any]]:
+    """Long-format rows; a statistic that is None gets no row (NaN is kept, stored as NULL)."""
+    rows: list[dict[str, Any]] = []
+    for metric in LATENCY_METRICS:
+        stats: LatencyStats = getattr(metrics, metric)
+        clashing = set(stats.percentiles) & set(LATENCY_SCALARS)
+        if clashing:
+            raise ValueError(f"{metric} percentile keys {sorted(clashing)} clash with LatencyStats fields")
+        values: dict[str, float | None] = {name: getattr(stats, name) for name in LATENCY_SCALARS}
+        values.update(stats.percentiles)
+        rows.extend(
+            {"scenario_id": scenario_id, "metric": metric, "stat": stat, "value": _nan_to_null(value)}
+            for stat, value in values.items()
+            if value is not None
+        )
+    return rows
+
+
+def _nan_to_null(value: float) -> float | None:
+    """SQLite turns NaN into NULL anyway; doing it here makes every database behave the same."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _null_to_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows → records
+
+
+def _run_info(run: RunRow, hardware: HardwareRow) -> RunInfo:
+    return RunInfo(
+        run_id=run.run_id,
+        suite=run.suite,
+        suite_path=run.suite_path,
+        backend=run.backend,
+        model=run.model,
+        backend_settings=run.backend_settings,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        status=run.status,
+        atomabench_version=run.atomabench_version,
+        hardware=HardwareInfo.model_validate(hardware.info),
+    )
+
+
+def _load_latency_stats(session: Session, run_id: str) -> dict[int, dict[str, dict[str, float]]]:
+    """scenario id → metric → stat → value, for every scenario of a run."""
+    rows = session.execute(
+        select(LatencyStatRow.scenario_id, LatencyStatRow.metric, LatencyStatRow.stat, LatencyStatRow.value)
+        .join(ScenarioRow, ScenarioRow.id == LatencyStatRow.scenario_id)
+        .where(ScenarioRow.run_id == run_id)
+    )
+    stats: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for scenario_id, metric, stat, value in rows:
+        stats[scenario_id][metric][stat] = _null_to_nan(value)
+    return stats
+
+
+def _latency_stats(values: dict[str, float]) -> LatencyStats:
+    percentiles = {key: value for key, value in values.items() if key not in LATENCY_SCALARS}
+    return LatencyStats(
+        count=int(values.get("count", 0)),
+        mean=values.get("mean"),
+        std=values.get("std"),
+        min=values.get("min"),
+        max=values.get("max"),
+        percentiles=dict(sorted(percentiles.items(), key=lambda item: _percentile_order(item[0]))),
+    )
+
+
+def _percentile_order(key: str) -> tuple[float, str]:
+    """p50 < p90 < p99 < p99.9 numerically; keys that are not pNN sort after, by name."""
+    try:
+        return (float(key.removeprefix("p")), key)
+    except ValueError:
+        return (math.inf, key)
+
+
+def _load_request_records(session: Session, run_id: str) -> dict[int, tuple[RequestRecord, ...]]:
+    """scenario id → its records in order; pydantic rebuilds the tuples and logprobs from JSON lists."""
+    columns = RequestRow.__table__.c
+    record_fields = [columns[name] for name in RequestRecord.model_fields]
+    statement = (
+        select(columns.scenario_id, *record_fields)
+        .join(ScenarioRow, ScenarioRow.id == columns.scenario_id)
+        .where(ScenarioRow.run_id == run_id)
+        .order_by(columns.scenario_id, columns.position)
+    )
+    grouped: dict[int, list[RequestRecord]] = defaultdict(list)
+    with _gc_paused():
+        for scenario_id, *values in session.execute(statement):
+            fields = dict(zip(RequestRecord.model_fields, values, strict=True))
+            grouped[scenario_id].append(RequestRecord.model_validate(fields))
+    return {scenario_id: tuple(records) for scenario_id, records in grouped.items()}
+
+
+def _scenario_result(
+    row: ScenarioRow, stats: dict[str, dict[str, float]], records: tuple[RequestRecord, ...]
+) -> ScenarioResult:
+    metrics = ScenarioMetrics(
+        **{name: _null_to_nan(getattr(row, name)) for name in _REQUIRED_METRIC_FLOATS},
+        **{name: getattr(row, name) for name in _METRIC_INTS},
+        **{metric: _latency_stats(stats.get(metric, {})) for metric in LATENCY_METRICS},
+    )
+    energy = None
+    if row.energy_source is not None:
+        energy = EnergyStats(
+            joules=_null_to_nan(row.energy_joules),
+            average_watts=_null_to_nan(row.average_watts),
+            joules_per_output_token=row.joules_per_output_token,
+            source=row.energy_source,
+        )
+    return ScenarioResult(
+        name=row.name,
+        kind=row.kind,
+        settings=row.settings,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        metrics=metrics,
+        memory=MemoryStats(
+            peak_device_bytes=row.peak_device_bytes,
+            peak_host_rss_bytes=row.peak_host_rss_bytes,
+            device_memory_source=row.device_memory_source,
+            kv_cache_capacity_tokens=row.kv_cache_capacity_tokens,
+        ),
+        energy=energy,
+        valid=row.valid,
+        invalid_reason=row.invalid_reason,
+        records=records,
+    )

@@ -1,0 +1,1 @@
+"""Tests of atomabench.store; ``factories`` builds the records they store."""
