@@ -108,9 +108,9 @@ class RichProgress:
         )
         self._task: TaskID | None = None
         self._name = ""
-        self._started = (
-            False  # the live display starts with the first scenario, so early errors stay one line
-        )
+        # the live display starts with the first stage, so errors before it stay one line
+        self._started = False
+        self._stage: TaskID | None = None
 
     def __enter__(self) -> RichProgress:
         return self
@@ -119,14 +119,26 @@ class RichProgress:
         if self._started:
             self.progress.stop()
 
-    def stage(self, message: str) -> None:
-        self.console.log(message)
-
-    def scenario_started(self, plan: ScenarioPlan, index: int, total: int) -> None:
-        self._name = f"[{index + 1}/{total}] {plan.scenario.name}"
+    def _start(self) -> None:
         if not self._started:
             self.progress.start()
             self._started = True
+
+    def stage(self, message: str) -> None:
+        """A spinner line for work of unknown length (probing, loading, converting the model)."""
+        self._start()
+        self._finish_stage()
+        self._stage = self.progress.add_task(message, total=None)
+
+    def _finish_stage(self) -> None:
+        if self._stage is not None:
+            self.progress.update(self._stage, total=1, completed=1)
+            self._stage = None
+
+    def scenario_started(self, plan: ScenarioPlan, index: int, total: int) -> None:
+        self._start()
+        self._finish_stage()
+        self._name = f"[{index + 1}/{total}] {plan.scenario.name}"
         warmup = sum(len(b) for b in plan.warmup)
         self._task = self.progress.add_task(
             f"{self._name} (warm-up)" if warmup else self._name, total=warmup + plan.measured_requests

@@ -87,7 +87,10 @@ def run_suite(
         observer.stage("probing hardware")
         hardware = probe()
     try:
-        observer.stage(f"loading {backend_config.model} with {backend_config.kind}")
+        observer.stage(
+            f"loading {backend_config.model} with {backend_config.kind} (the first run of a GGUF "
+            "model converts it once, ~30 s)"
+        )
         info = backend.load()
         prompts = SyntheticPrompts(backend.tokenize, backend.special_token_ids())
         plans = [plan_scenario(scenario, prompts) for scenario in suite.scenarios]

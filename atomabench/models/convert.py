@@ -21,6 +21,8 @@ def convert_gguf(gguf_file: Path, destination: Path) -> Path:
     from transformers.utils import logging as hf_logging
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    previous_tqdm = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF reader's own bar would fight the caller's progress display
     previous_verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -50,6 +52,10 @@ def convert_gguf(gguf_file: Path, destination: Path) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     finally:
+        if previous_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous_tqdm
         hf_logging.set_verbosity(previous_verbosity)
         hf_logging.enable_progress_bar()
     return destination
