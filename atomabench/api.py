@@ -96,3 +96,94 @@ def requests(run_id: str, db: str | None = None) -> pd.DataFrame:
 
     with open_store(db) as store:
         return store.requests_frame(run_id)
+
+
+# ------------------------------------------------------------------------------------ determinism
+def with_determinism_overrides(
+    suite: Suite,
+    *,
+    batch_sizes: list[int] | None = None,
+    num_prompts: int | None = None,
+    output_tokens: int | None = None,
+) -> Suite:
+    """The suite with its determinism scenarios narrowed (e.g. fewer batch sizes for a slow dtype)."""
+    from atomabench.workloads.suite import DeterminismScenario
+
+    updates = {
+        key: value
+        for key, value in (
+            ("batch_sizes", tuple(batch_sizes) if batch_sizes else None),
+            ("num_prompts", num_prompts),
+            ("output_tokens", output_tokens),
+        )
+        if value is not None
+    }
+    if not updates:
+        return suite
+    scenarios = tuple(
+        DeterminismScenario.model_validate({**s.model_dump(), **updates})
+        if isinstance(s, DeterminismScenario)
+        else s
+        for s in suite.scenarios
+    )
+    return Suite.model_validate({**suite.model_dump(), "scenarios": [s.model_dump() for s in scenarios]})
+
+
+def _loaded_backend(
+    model: str | None, backend: str | None, dtype: str | None, device: str | None, threads: int | None
+):
+    from atomabench.backends import create_backend
+
+    defaults = BackendConfig()
+    config = BackendConfig(
+        kind=backend or defaults.kind,
+        model=model or defaults.model,
+        dtype=dtype or defaults.dtype,
+        device=device or defaults.device,
+        threads=threads,
+    )
+    engine = create_backend(config)
+    return engine, engine.load()
+
+
+def fingerprint(
+    *,
+    model: str | None = None,
+    backend: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    output_tokens: int = 32,
+):
+    """Take this node's determinism fingerprint on the bundled canary set."""
+    from atomabench.determinism.fingerprint import take_fingerprint
+    from atomabench.hardware import probe
+
+    engine, info = _loaded_backend(model, backend, dtype, device, threads)
+    try:
+        return take_fingerprint(engine, info, probe(), output_tokens=output_tokens)
+    finally:
+        engine.close()
+
+
+def verify(
+    claims_path: str,
+    *,
+    epsilon: float = 0.1,
+    model: str | None = None,
+    backend: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+):
+    """Re-score another node's claimed tokens here; one report per claim."""
+    from pathlib import Path
+
+    from atomabench.determinism.verify import load_claims, verify_claim
+
+    claims = load_claims(Path(claims_path))
+    engine, _ = _loaded_backend(model, backend, dtype, device, threads)
+    try:
+        return [verify_claim(engine, claim, epsilon) for claim in claims]
+    finally:
+        engine.close()

@@ -224,6 +224,9 @@ def results_show(
         f"dtype {engine.get('dtype')}, device {engine.get('device')}"
     )
     console.stdout.print(console.scenario_table(result))
+    for scenario in result.scenarios:
+        if scenario.determinism_summary is not None:
+            console.stdout.print(console.determinism_table(scenario))
 
 
 @results_app.command("export")
@@ -247,16 +250,16 @@ def results_export(
         console.stdout.print(f"wrote {written}")
 
 
-def _register_optional_rooms() -> None:
+def _register_rooms() -> None:
     """Commands owned by other rooms register themselves here."""
-    try:
-        from atomabench.economics.cli import register as register_economics
-    except ImportError:
-        return
+    from atomabench.determinism.cli import register as register_determinism
+    from atomabench.economics.cli import register as register_economics
+
+    register_determinism(app)
     register_economics(app)
 
 
-_register_optional_rooms()
+_register_rooms()
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:

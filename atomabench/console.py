@@ -72,6 +72,48 @@ def scenario_table(run: RunResult, title: str | None = None) -> Table:
     return table
 
 
+def determinism_table(scenario: ScenarioResult) -> Table:
+    """Findings per check and batch size, with the tier and its reason as the title."""
+    summary = scenario.determinism_summary
+    assert summary is not None
+    table = Table(
+        title=f"{scenario.name}: determinism tier {summary.tier} — {summary.reason}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for header in (
+        "check",
+        "batch",
+        "compared",
+        "exact",
+        "first diverging token",
+        "min margin",
+        "max |Δlogprob|",
+    ):
+        table.add_column(header, justify="left" if header == "check" else "right")
+    groups: dict[tuple[str, int], list] = {}
+    for result in scenario.determinism:
+        groups.setdefault((result.check, result.batch_size), []).append(result)
+    for (check, batch), results in sorted(groups.items()):
+        divergences = [r.first_divergence for r in results if r.first_divergence is not None]
+        margins = [r.margin_at_divergence for r in results if r.margin_at_divergence is not None]
+        deltas = [r.max_abs_logprob_delta for r in results if r.max_abs_logprob_delta is not None]
+        exact = sum(r.exact_match for r in results)
+        unique = [r.unique_completions for r in results if r.unique_completions is not None]
+        table.add_row(
+            check + (f" ({max(unique)} unique)" if unique else ""),
+            str(batch),
+            str(len(results)),
+            f"{exact}" if exact == len(results) else f"[yellow]{exact}[/yellow]",
+            str(min(divergences)) if divergences else "-",
+            f"{min(margins):.2e}" if margins else "-",
+            f"{max(deltas):.2e}" if deltas else "-",
+        )
+    notes = [f"near-tie margin {summary.near_tie_margin} nats", *summary.skipped]
+    table.caption = "; ".join(notes)
+    return table
+
+
 def run_document(run: RunResult, *, with_requests: bool = False) -> dict:
     """A run as JSON-ready data; per-request records only when asked (they can be large)."""
     document = run.model_dump(mode="json")

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped whenever a stored record changes shape; the store refuses a database it does not know."""
 
 
@@ -235,6 +235,8 @@ class ScenarioResult(Record):
     valid: bool = True
     invalid_reason: str | None = None
     records: tuple[RequestRecord, ...] = ()
+    determinism: tuple[DeterminismResult, ...] = ()
+    determinism_summary: DeterminismSummary | None = None
 
 
 RunStatus = Literal["running", "completed", "interrupted", "failed"]
@@ -264,15 +266,46 @@ class RunResult(Record):
 
 
 class DeterminismResult(Record):
-    """Determinism under batching for one prompt and batch size (DESIGN: determinism protocol)."""
+    """Determinism under batching for one prompt in one setting (DESIGN: determinism protocol).
 
-    suite: Literal["R", "B", "P", "U"]
+    ``check`` is R (same prompt at batch 1, repeated), B (a needle prompt inside batches of other
+    sizes, at a position), P (prefix cache cold vs warm) or U (N identical concurrent requests).
+    Every comparison is against the batch-1 reference of the same prompt.
+    """
+
+    check: Literal["R", "B", "P", "U"]
     prompt_id: str
     batch_size: int
-    position: int
+    position: int = 0
+    repeat: int = 0
     exact_match: bool
     first_divergence: int | None = None
     margin_at_divergence: float | None = None
+    """Smaller of the two runs' top-1/top-2 logprob margins at the first differing token (nats)."""
     max_abs_logprob_delta: float | None = None
+    """Largest |Δ logprob| of the chosen token over the positions both runs agree on."""
+    top_overlap: float | None = None
+    """Mean share of top-k token ids shared by both runs over the agreeing positions."""
+    length_delta: int = 0
     unique_completions: int | None = None
     samples: int | None = None
+    most_common_share: float | None = None
+    skipped_reason: str | None = None
+
+
+DeterminismTier = Literal["A", "B", "fail", "incomplete"]
+
+
+class DeterminismSummary(Record):
+    """The tier a node earns and why; thresholds are copied from the suite so the verdict is auditable."""
+
+    tier: DeterminismTier
+    reason: str
+    near_tie_margin: float
+    comparisons: int
+    exact: int
+    near_tie_flips: int
+    wide_flips: int
+    repeat_mismatches: int
+    unique_completions_max: int | None = None
+    skipped: tuple[str, ...] = ()

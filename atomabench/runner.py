@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from atomabench import __version__
 from atomabench.backends import Backend, BackendConfig, create_backend
+from atomabench.determinism.plan import DeterminismPlan, plan_determinism
+from atomabench.determinism.plan import analyze as analyze_determinism
 from atomabench.measure.metrics import compute_metrics
 from atomabench.measure.trackers import track_memory
 from atomabench.records import HardwareInfo, RequestRecord, RunInfo, RunResult, ScenarioResult
 from atomabench.workloads.dataset import SyntheticPrompts
 from atomabench.workloads.plan import ScenarioPlan, plan_scenario
-from atomabench.workloads.suite import Suite
+from atomabench.workloads.suite import DeterminismScenario, Suite
 
 if TYPE_CHECKING:
     from atomabench.store import Store
@@ -30,7 +32,7 @@ class RunObserver(Protocol):
 
     def stage(self, message: str) -> None: ...
 
-    def scenario_started(self, plan: ScenarioPlan, index: int, total: int) -> None: ...
+    def scenario_started(self, plan: ScenarioPlan | DeterminismPlan, index: int, total: int) -> None: ...
 
     def requests_done(self, count: int, warmup: bool) -> None: ...
 
@@ -41,7 +43,7 @@ class SilentObserver:
     def stage(self, message: str) -> None:
         pass
 
-    def scenario_started(self, plan: ScenarioPlan, index: int, total: int) -> None:
+    def scenario_started(self, plan: ScenarioPlan | DeterminismPlan, index: int, total: int) -> None:
         pass
 
     def requests_done(self, count: int, warmup: bool) -> None:
@@ -73,14 +75,16 @@ def run_suite(
     *,
     observer: RunObserver | None = None,
     hardware: HardwareInfo | None = None,
+    backend: Backend | None = None,
 ) -> RunResult:
     """Run every scenario of ``suite`` and return the stored run.
 
     Bad input (unknown backend, unreadable model) fails in ``create_backend`` before anything is
-    written; the run row is created only once the model has loaded.
+    written; the run row is created only once the model has loaded. ``backend`` replaces the one
+    ``backend_config`` would build (wrappers, engines not in the registry).
     """
     observer = observer or SilentObserver()
-    backend = create_backend(backend_config)
+    backend = backend or create_backend(backend_config)
     if hardware is None:
         from atomabench.hardware import probe
 
@@ -93,7 +97,13 @@ def run_suite(
         )
         info = backend.load()
         prompts = SyntheticPrompts(backend.tokenize, backend.special_token_ids())
-        plans = [plan_scenario(scenario, prompts) for scenario in suite.scenarios]
+        prefix_cache = bool(getattr(backend, "prefix_cache", False))
+        plans = [
+            plan_determinism(scenario, backend.tokenize, prompts, prefix_cache=prefix_cache)
+            if isinstance(scenario, DeterminismScenario)
+            else plan_scenario(scenario, prompts)
+            for scenario in suite.scenarios
+        ]
 
         run = RunInfo(
             run_id=new_run_id(),
@@ -128,25 +138,40 @@ def run_suite(
 
 
 def execute_plan(
-    plan: ScenarioPlan, backend: Backend, percentiles: tuple[float, ...], observer: RunObserver
+    plan: ScenarioPlan | DeterminismPlan,
+    backend: Backend,
+    percentiles: tuple[float, ...],
+    observer: RunObserver,
 ) -> ScenarioResult:
-    """Warm up, then run the measured batches inside the trackers, then compute metrics."""
+    """Warm up, run the measured batches inside the trackers, then compute metrics (and findings)."""
     sampling = plan.scenario.sampling
     for batch in plan.warmup:
         backend.generate(batch, sampling)
         observer.requests_done(len(batch), warmup=True)
 
-    records: list[RequestRecord] = []
+    batches = [case.requests for case in plan.cases] if isinstance(plan, DeterminismPlan) else plan.measured
+    outputs: list[list[RequestRecord]] = []
     started_at = datetime.now(UTC)
     with track_memory(backend.reset_peak_device_memory, backend.peak_device_memory) as memory:
-        for batch in plan.measured:
-            records.extend(backend.generate(batch, sampling))
+        for batch in batches:
+            outputs.append(backend.generate(batch, sampling))
             observer.requests_done(len(batch), warmup=False)
     ended_at = datetime.now(UTC)
 
+    findings: dict = {}
+    valid, invalid_reason = True, None
+    if isinstance(plan, DeterminismPlan):
+        results, summary = analyze_determinism(plan, list(zip(plan.cases, outputs, strict=True)))
+        findings = {"determinism": results, "determinism_summary": summary}
+        if summary.tier == "incomplete":
+            valid, invalid_reason = False, summary.reason
+
+    records = [record for batch in outputs for record in batch]
     origin = min(r.send_time for r in records)
     records = [r.shifted(origin) for r in records]
     metrics = compute_metrics(records, percentiles)
+    if metrics.completed == 0:
+        valid, invalid_reason = False, "no request completed"
     return ScenarioResult(
         name=plan.scenario.name,
         kind=plan.scenario.kind,
@@ -155,7 +180,8 @@ def execute_plan(
         ended_at=ended_at,
         metrics=metrics,
         memory=memory.stats(),
-        valid=metrics.completed > 0,
-        invalid_reason=None if metrics.completed > 0 else "no request completed",
+        valid=valid,
+        invalid_reason=invalid_reason,
         records=tuple(records),
+        **findings,
     )

@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from atomabench.records import RequestRecord, RequestSpec, SamplingSettings
+from atomabench.records import RequestRecord, RequestSpec, SamplingSettings, TokenLogprobs
 
 
 class BackendConfig(BaseModel):
@@ -62,6 +62,12 @@ class Backend(Protocol):
 
     def generate(self, requests: Sequence[RequestSpec], sampling: SamplingSettings) -> list[RequestRecord]:
         """Submit ``requests`` together (one batch) and return one record per request, same order."""
+
+    def score(
+        self, prompt_token_ids: Sequence[int], output_token_ids: Sequence[int], top_k: int = 5
+    ) -> list[TokenLogprobs]:
+        """Teacher-forced logprobs of claimed output tokens (for verification); may raise
+        NotImplementedError where the engine cannot score."""
 
     def peak_device_memory(self) -> tuple[int | None, str | None]:
         """Peak device bytes since the last ``reset_peak_device_memory`` and where it was read."""

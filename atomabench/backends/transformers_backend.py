@@ -233,6 +233,32 @@ class TransformersBackend:
             )
         return records
 
+    def score(
+        self, prompt_token_ids: Sequence[int], output_token_ids: Sequence[int], top_k: int = 5
+    ) -> list[TokenLogprobs]:
+        """Teacher-forced logprobs of ``output_token_ids`` after the prompt, in one prefill.
+
+        This is the check a verifier node runs on another node's claimed tokens: one forward pass over
+        prompt + claim, reading each claimed token's logprob and the top-k at its position.
+        """
+        import torch
+
+        if not output_token_ids:
+            return []
+        ids = torch.tensor([[*prompt_token_ids, *output_token_ids]], dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids).logits[0].float()
+        start = len(prompt_token_ids) - 1
+        steps = torch.log_softmax(logits[start : start + len(output_token_ids)], dim=-1)
+        claimed = torch.tensor(list(output_token_ids), device=steps.device).view(-1, 1)
+        chosen = steps.gather(1, claimed).squeeze(1).cpu().tolist()
+        values, indices = torch.topk(steps, max(1, top_k), dim=-1)
+        values, indices = values.cpu().tolist(), indices.cpu().tolist()
+        return [
+            TokenLogprobs(logprob=chosen[i], top=tuple(zip(indices[i], values[i], strict=True)))
+            for i in range(len(output_token_ids))
+        ]
+
     def _model_eos_ids(self) -> list[int]:
         configured = self.model.generation_config.eos_token_id
         if configured is None:

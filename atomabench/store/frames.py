@@ -66,6 +66,7 @@ SCENARIO_COLUMNS: tuple[str, ...] = (
     *_METRIC_COLUMNS,
     *LATENCY_COLUMNS,
     *_RESOURCE_COLUMNS,
+    "determinism_tier",
 )
 """The exact columns of ``Store.scenarios_frame``, in order."""
 
@@ -174,6 +175,7 @@ def scenarios_frame(session: Session, run_ids: Sequence[str] | None) -> pd.DataF
             ScenarioRow.kind,
             ScenarioRow.valid,
             *(getattr(ScenarioRow, name) for name in (*_METRIC_COLUMNS, *_RESOURCE_COLUMNS)),
+            ScenarioRow.determinism_tier,
         )
         .join(RunRow, RunRow.run_id == ScenarioRow.run_id)
         .outerjoin(HardwareRow, HardwareRow.run_id == ScenarioRow.run_id)

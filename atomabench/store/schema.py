@@ -154,6 +154,36 @@ class ScenarioRow(Base):
     total_token_throughput: Mapped[float | None]
     peak_output_throughput: Mapped[float | None]
 
+    # determinism scenarios only: the tier as a column (leaderboards filter on it) and the full summary
+    determinism_tier: Mapped[str | None] = mapped_column(String(16))
+    determinism_summary: Mapped[dict[str, Any] | None] = mapped_column(NullableJson)
+
+
+class DeterminismRow(Base):
+    """One ``DeterminismResult``: a needle's output compared with its batch-1 reference."""
+
+    __tablename__ = "determinism_results"
+    __table_args__ = (Index("ix_determinism_scenario_id_position", "scenario_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    scenario_id: Mapped[int] = mapped_column(ForeignKey("scenarios.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    check: Mapped[str] = mapped_column(String(1))
+    prompt_id: Mapped[str]
+    batch_size: Mapped[int]
+    batch_position: Mapped[int]
+    repeat: Mapped[int]
+    exact_match: Mapped[bool]
+    first_divergence: Mapped[int | None]
+    margin_at_divergence: Mapped[float | None]
+    max_abs_logprob_delta: Mapped[float | None]
+    top_overlap: Mapped[float | None]
+    length_delta: Mapped[int]
+    unique_completions: Mapped[int | None]
+    samples: Mapped[int | None]
+    most_common_share: Mapped[float | None]
+    skipped_reason: Mapped[str | None] = mapped_column(Text)
+
 
 class RequestRow(Base):
     """One ``RequestRecord``; ``position`` keeps the order the scenario produced them in."""

@@ -31,6 +31,8 @@ from atomabench.errors import UserError
 from atomabench.paths import default_database_url
 from atomabench.records import (
     SCHEMA_VERSION,
+    DeterminismResult,
+    DeterminismSummary,
     EnergyStats,
     HardwareInfo,
     LatencyStats,
@@ -46,6 +48,7 @@ from atomabench.store.schema import (
     LATENCY_METRICS,
     LATENCY_SCALARS,
     Base,
+    DeterminismRow,
     HardwareRow,
     LatencyStatRow,
     MetaRow,
@@ -361,6 +364,10 @@ class Store:
                 if result.records:
                     session.execute(insert(RequestRow), _request_rows(scenario_id, result.records))
                 session.execute(insert(LatencyStatRow), _latency_rows(scenario_id, result.metrics))
+                if result.determinism:
+                    session.execute(
+                        insert(DeterminismRow), _determinism_rows(scenario_id, result.determinism)
+                    )
         return scenario_id
 
     def finish_run(self, run_id: str, status: RunStatus, ended_at: datetime) -> None:
@@ -410,8 +417,12 @@ class Store:
             ).all()
             stats = _load_latency_stats(session, run_id)
             records = _load_request_records(session, run_id) if with_records else {}
+            findings = _load_determinism(session, [row.id for row in scenario_rows])
             scenarios = tuple(
-                _scenario_result(row, stats.get(row.id, {}), records.get(row.id, ())) for row in scenario_rows
+                _scenario_result(
+                    row, stats.get(row.id, {}), records.get(row.id, ()), findings.get(row.id, ())
+                )
+                for row in scenario_rows
             )
             return RunResult(run=_run_info(run_row, hardware_row), scenarios=scenarios)
 
@@ -565,7 +576,49 @@ def _scenario_columns(result: ScenarioResult) -> dict[str, Any]:
         "energy_source": None if energy is None else energy.source,
         **{name: _nan_to_null(getattr(metrics, name)) for name in _REQUIRED_METRIC_FLOATS},
         **{name: getattr(metrics, name) for name in _METRIC_INTS},
+        "determinism_tier": None if result.determinism_summary is None else result.determinism_summary.tier,
+        "determinism_summary": (
+            None if result.determinism_summary is None else result.determinism_summary.model_dump(mode="json")
+        ),
     }
+
+
+_DETERMINISM_FIELDS = tuple(name for name in DeterminismResult.model_fields if name != "position")
+
+
+def _determinism_rows(scenario_id: int, results: Sequence[DeterminismResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "scenario_id": scenario_id,
+            "position": index,
+            "batch_position": result.position,
+            **{
+                name: _nan_to_null(v) if isinstance(v := getattr(result, name), float) else v
+                for name in _DETERMINISM_FIELDS
+            },
+        }
+        for index, result in enumerate(results)
+    ]
+
+
+def _load_determinism(
+    session: Session, scenario_ids: Sequence[int]
+) -> dict[int, tuple[DeterminismResult, ...]]:
+    if not scenario_ids:
+        return {}
+    rows = session.scalars(
+        select(DeterminismRow)
+        .where(DeterminismRow.scenario_id.in_(scenario_ids))
+        .order_by(DeterminismRow.scenario_id, DeterminismRow.position)
+    ).all()
+    found: dict[int, list[DeterminismResult]] = defaultdict(list)
+    for row in rows:
+        found[row.scenario_id].append(
+            DeterminismResult(
+                position=row.batch_position, **{name: getattr(row, name) for name in _DETERMINISM_FIELDS}
+            )
+        )
+    return {key: tuple(value) for key, value in found.items()}
 
 
 def _request_rows(scenario_id: int, records: Sequence[RequestRecord]) -> list[dict[str, Any]]:
@@ -692,7 +745,10 @@ def _load_request_records(session: Session, run_id: str) -> dict[int, tuple[Requ
 
 
 def _scenario_result(
-    row: ScenarioRow, stats: dict[str, dict[str, float]], records: tuple[RequestRecord, ...]
+    row: ScenarioRow,
+    stats: dict[str, dict[str, float]],
+    records: tuple[RequestRecord, ...],
+    determinism: tuple[DeterminismResult, ...] = (),
 ) -> ScenarioResult:
     metrics = ScenarioMetrics(
         **{name: _null_to_nan(getattr(row, name)) for name in _REQUIRED_METRIC_FLOATS},
@@ -724,4 +780,10 @@ def _scenario_result(
         valid=row.valid,
         invalid_reason=row.invalid_reason,
         records=records,
+        determinism=determinism,
+        determinism_summary=(
+            None
+            if row.determinism_summary is None
+            else DeterminismSummary.model_validate(row.determinism_summary)
+        ),
     )

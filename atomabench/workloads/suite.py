@@ -116,7 +116,40 @@ class SingleStreamScenario(ScenarioBase):
     warmup_requests: int = Field(default=1, ge=0, le=1000)
 
 
-Scenario = Annotated[OfflineScenario | SingleStreamScenario, Field(discriminator="kind")]
+class DeterminismScenario(_Strict):
+    """Determinism under batching: R, B, P and U checks on canary prompts (docs/determinism.md)."""
+
+    kind: Literal["determinism"]
+    name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    num_prompts: int = Field(default=2, ge=1, le=8, description="canary prompts used as needles")
+    output_tokens: int = Field(default=32, ge=1, le=4096)
+    repeats: int = Field(default=3, ge=1, le=100, description="R: batch-1 runs of each prompt")
+    batch_sizes: tuple[Annotated[int, Field(ge=1, le=4096)], ...] = (1, 2, 3, 4, 7, 8, 16, 31, 32, 33, 64)
+    positions: tuple[Literal["first", "middle", "last"], ...] = ("first", "middle", "last")
+    filler_input_tokens: LengthField = LengthDistribution(dist="uniform", min=16, max=128)
+    concurrent: int = Field(default=16, ge=0, le=4096, description="U: identical requests in one batch")
+    prefix_cache: bool = True
+    logprobs: int = Field(default=5, ge=2, le=20)
+    near_tie_margin: float = Field(default=0.1, gt=0.0, description="nats; flips below it are near-ties")
+    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lengths_from_ints(cls, data: dict) -> dict:
+        if isinstance(data, dict) and "filler_input_tokens" in data:
+            data = {**data, "filler_input_tokens": _length(data["filler_input_tokens"])}
+        return data
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(temperature=0.0, seed=self.seed, logprobs=self.logprobs)
+
+
+Scenario = Annotated[
+    OfflineScenario | SingleStreamScenario | DeterminismScenario, Field(discriminator="kind")
+]
+SCENARIO_KINDS = ("offline", "single_stream", "determinism")
 
 
 class SuiteBackendDefaults(_Strict):
@@ -219,7 +252,7 @@ def _decode_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
 
 def _is_union_tag(part: object) -> bool:
     """pydantic puts the discriminator value (e.g. 'offline') into error locations; drop it."""
-    return part in ("offline", "single_stream") or (isinstance(part, str) and part.startswith("function-"))
+    return part in SCENARIO_KINDS or (isinstance(part, str) and part.startswith("function-"))
 
 
 def _format_location(location: tuple) -> str:
@@ -236,9 +269,9 @@ def _message(error: dict) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return f"unknown scenario kind {error['input'].get('kind')!r}; known: offline, single_stream"
+        return f"unknown scenario kind {error['input'].get('kind')!r}; known: {', '.join(SCENARIO_KINDS)}"
     if kind == "union_tag_not_found":
-        return "scenario needs a `kind` (offline or single_stream)"
+        return f"scenario needs a `kind` (one of {', '.join(SCENARIO_KINDS)})"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

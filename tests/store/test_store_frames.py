@@ -26,6 +26,7 @@ EXPECTED_SCENARIO_COLUMNS = [
     "itl_ms_mean", "itl_ms_std", "itl_ms_p50", "itl_ms_p90", "itl_ms_p95", "itl_ms_p99",
     "e2el_ms_mean", "e2el_ms_std", "e2el_ms_p50", "e2el_ms_p90", "e2el_ms_p95", "e2el_ms_p99",
     "peak_device_bytes", "peak_host_rss_bytes", "energy_joules", "average_watts", "joules_per_output_token",
+    "determinism_tier",
 ]  # fmt: skip
 
 
@@ -45,7 +46,7 @@ def test_scenarios_frame_has_exactly_the_agreed_columns(filled: Store) -> None:
     frame = filled.scenarios_frame()
 
     assert list(frame.columns) == EXPECTED_SCENARIO_COLUMNS
-    assert len(EXPECTED_SCENARIO_COLUMNS) == 51
+    assert len(EXPECTED_SCENARIO_COLUMNS) == 52
 
 
 def test_scenarios_frame_values(filled: Store) -> None:

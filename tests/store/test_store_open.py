@@ -82,7 +82,16 @@ def test_tables_and_indexes(store: Store) -> None:
         for table in inspector.get_table_names()
     }
 
-    assert set(indexed) == {"meta", "runs", "hardware", "scenarios", "requests", "latency_stats"}
+    assert {
+        "meta",
+        "runs",
+        "hardware",
+        "scenarios",
+        "requests",
+        "latency_stats",
+        "determinism_results",
+    } <= set(indexed)
+    assert ("scenario_id", "position") in indexed["determinism_results"]
     assert ("started_at",) in indexed["runs"]
     assert ("run_id",) in indexed["hardware"]
     assert ("run_id",) in indexed["scenarios"]

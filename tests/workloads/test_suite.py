@@ -154,14 +154,14 @@ def test_malformed_toml_names_the_line() -> None:
             MINIMAL.replace('"offline"', '"server"'),
             5,
             "scenarios[0].kind",
-            "unknown scenario kind 'server'; known: offline, single_stream",
+            "unknown scenario kind 'server'; known: offline, single_stream, determinism",
             id="unknown-kind",
         ),
         pytest.param(
             MINIMAL.replace('kind = "offline"\n', ""),
             3,  # the key is absent, so the scenario's header line
             "scenarios[0].kind",
-            "scenario needs a `kind` (offline or single_stream)",
+            "scenario needs a `kind` (one of offline, single_stream, determinism)",
             id="missing-kind",
         ),
         pytest.param(
