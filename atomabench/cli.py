@@ -71,14 +71,17 @@ def run(
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Run a suite on this machine, store every result, and print a summary."""
+    """Run a suite on this machine, store every result, and print a summary (and verdict, if any)."""
     from atomabench import console
     from atomabench.runner import RunInterrupted
+    from atomabench.verdict import decide
+    from atomabench.workloads.suite import load_suite
 
+    loaded = load_suite(suite)
     try:
         with console.RichProgress() as progress:
             result = api.run(
-                suite,
+                loaded,
                 backend=backend,
                 model=model,
                 dtype=dtype,
@@ -90,14 +93,23 @@ def run(
     except RunInterrupted as interrupted:
         console.stderr.print(f"[yellow]{interrupted}; finished scenarios are stored.[/yellow]")
         raise typer.Exit(130) from None
+    verdict = decide(result, loaded.verdict) if loaded.verdict is not None else None
     if json_output:
-        console.print_json(console.run_document(result))
-    else:
-        console.stdout.print(console.scenario_table(result))
-        console.stdout.print(
-            f"stored as run [bold]{result.run.run_id}[/bold]; "
-            f"see `atomabench results show {result.run.run_id[:12]}`"
-        )
+        document = console.run_document(result)
+        if verdict is not None:
+            document["verdict"] = verdict.model_dump(mode="json")
+        console.print_json(document)
+        return
+    console.stdout.print(console.scenario_table(result))
+    for scenario in result.scenarios:
+        if scenario.determinism_summary is not None:
+            console.stdout.print(console.determinism_table(scenario))
+    if verdict is not None:
+        console.stdout.print(console.verdict_table(verdict))
+    console.stdout.print(
+        f"stored as run [bold]{result.run.run_id}[/bold]; "
+        f"see `atomabench results show {result.run.run_id[:12]}`"
+    )
 
 
 # ------------------------------------------------------------------------------------------- hardware
@@ -142,6 +154,19 @@ def suites_list(json_output: JsonOption = False) -> None:
         console.stdout.print(console.rows_table("suites", rows, ["name", "scenarios", "description"]))
 
 
+def _compact(value: object) -> object:
+    """Length distributions as '128', 'uniform 96-160' or 'normal 100±20'; lists joined by commas."""
+    if isinstance(value, dict) and "dist" in value:
+        if value["dist"] == "fixed":
+            return value["value"]
+        if value["dist"] == "uniform":
+            return f"uniform {value['min']}-{value['max']}"
+        return f"normal {value['mean']:g}±{value['std']:g}"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return value
+
+
 @suites_app.command("show")
 def suites_show(
     suite: Annotated[str, typer.Argument(help="Bundled suite name or path to a TOML file.")],
@@ -155,11 +180,11 @@ def suites_show(
     if json_output:
         console.print_json(loaded.model_dump(mode="json"))
         return
-    rows = [s.model_dump(mode="json") for s in loaded.scenarios]
-    columns = ["name", "kind", "num_requests", "batch_size", "input_tokens", "output_tokens", "temperature"]
-    for row in rows:
-        for key in ("input_tokens", "output_tokens"):
-            row[key] = {k: v for k, v in row[key].items() if v is not None}
+    rows = []
+    for scenario in loaded.scenarios:
+        row = scenario.model_dump(mode="json", exclude={"description"})
+        rows.append({key: _compact(value) for key, value in row.items()})
+    columns = ["name", "kind", "num_requests", "batch_size", "input_tokens", "output_tokens", "batch_sizes"]
     console.stdout.print(console.rows_table(f"suite {loaded.name} ({loaded.path})", rows, columns))
 
 

@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from atomabench.records import LatencyStats, RunResult, ScenarioResult
+from atomabench.verdict import Verdict
 from atomabench.workloads.plan import ScenarioPlan
 
 stderr = Console(stderr=True)
@@ -111,6 +112,32 @@ def determinism_table(scenario: ScenarioResult) -> Table:
         )
     notes = [f"near-tie margin {summary.near_tie_margin} nats", *summary.skipped]
     table.caption = "; ".join(notes)
+    return table
+
+
+def verdict_table(verdict: Verdict) -> Table:
+    """The qualification verdict: each check, then which catalogue models fit in memory."""
+    outcome = "[green]PASS[/green]" if verdict.passed else "[red]FAIL[/red]"
+    table = Table(
+        title=f"verdict: {outcome} (hardware class {verdict.hardware_class}, "
+        f"minimums: {verdict.minimums_from})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for header in ("check", "required", "measured", "result"):
+        table.add_column(header)
+    for check in verdict.checks:
+        result = "pass" if check.passed else "[red]fail[/red]"
+        table.add_row(check.name, check.required, check.measured, result)
+    fitting: dict[str, list[str]] = {}
+    for fit in verdict.servable_models:
+        if fit.fits:
+            fitting.setdefault(fit.model, []).append(fit.dtype)
+    table.caption = (
+        f"fits in {verdict.memory_gb:.0f} GB ({verdict.memory_source}): "
+        + (", ".join(f"{model} ({'/'.join(d)})" for model, d in fitting.items()) or "no catalogue model")
+        + ("; invalid: " + "; ".join(verdict.invalid_scenarios) if verdict.invalid_scenarios else "")
+    )
     return table
 
 

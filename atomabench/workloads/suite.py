@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from atomabench.errors import UserError
 from atomabench.paths import suites_dir
 from atomabench.records import SamplingSettings
+from atomabench.verdict import VerdictRules
 
 
 class _Strict(BaseModel):
@@ -168,6 +169,7 @@ class Suite(_Strict):
     percentiles: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
     backend: SuiteBackendDefaults = SuiteBackendDefaults()
     scenarios: tuple[Scenario, ...] = Field(min_length=1)
+    verdict: VerdictRules | None = None
     path: str | None = None
 
     @model_validator(mode="after")
