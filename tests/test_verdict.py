@@ -81,7 +81,8 @@ def test_invalid_scenarios_never_count(tiny_run):
     run = with_tier(with_latency(tiny_run, 0, 90, 10, 60.0), "A")
     invalid = run.scenarios[0].model_copy(update={"valid": False, "invalid_reason": "thermal throttling"})
     verdict = decide(run.model_copy(update={"scenarios": (invalid, *run.scenarios[1:])}), RULES)
-    assert verdict.best_scenario_at_slo is None and verdict.invalid_scenarios == ("stream: thermal throttling",)
+    assert verdict.best_scenario_at_slo is None
+    assert verdict.invalid_scenarios == ("stream: thermal throttling",)
 
 
 def test_class_minimums_and_memory_fit(tiny_run):
