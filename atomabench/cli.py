@@ -9,12 +9,15 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from atomabench import __version__, api
 from atomabench.errors import UserError
+
+if TYPE_CHECKING:
+    from atomabench.workloads.suite import Suite
 
 app = typer.Typer(
     name="atomabench",
@@ -72,24 +75,32 @@ def run(
     json_output: JsonOption = False,
 ) -> None:
     """Run a suite on this machine, store every result, and print a summary (and verdict, if any)."""
+    from atomabench.workloads.suite import load_suite
+
+    run_and_render(
+        load_suite(suite),
+        json_output,
+        backend=backend,
+        model=model,
+        dtype=dtype,
+        device=device,
+        threads=threads,
+        db=db,
+    )
+
+
+def run_and_render(loaded: Suite, json_output: bool, **options: Any) -> None:
+    """Run ``loaded`` with a progress display, then print tables (or JSON) and the verdict, if any.
+
+    Shared by ``run`` and ``determinism``; an interrupt exits 130 once finished scenarios are stored.
+    """
     from atomabench import console
     from atomabench.runner import RunInterrupted
     from atomabench.verdict import decide
-    from atomabench.workloads.suite import load_suite
 
-    loaded = load_suite(suite)
     try:
         with console.RichProgress() as progress:
-            result = api.run(
-                loaded,
-                backend=backend,
-                model=model,
-                dtype=dtype,
-                device=device,
-                threads=threads,
-                db=db,
-                observer=progress,
-            )
+            result = api.run(loaded, observer=progress, **options)
     except RunInterrupted as interrupted:
         console.stderr.print(f"[yellow]{interrupted}; finished scenarios are stored.[/yellow]")
         raise typer.Exit(130) from None

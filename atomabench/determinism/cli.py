@@ -53,8 +53,7 @@ def determinism(
     """Run the determinism suite on its own and print the tier it earns."""
     if context.invoked_subcommand is not None:
         return
-    from atomabench import console
-    from atomabench.runner import RunInterrupted
+    from atomabench.cli import run_and_render
     from atomabench.workloads.suite import load_suite
 
     loaded = api.with_determinism_overrides(
@@ -63,28 +62,9 @@ def determinism(
         num_prompts=prompts,
         output_tokens=output_tokens,
     )
-    try:
-        with console.RichProgress() as progress:
-            result = api.run(
-                loaded,
-                backend=backend,
-                model=model,
-                dtype=dtype,
-                device=device,
-                threads=threads,
-                db=db,
-                observer=progress,
-            )
-    except RunInterrupted as interrupted:
-        console.stderr.print(f"[yellow]{interrupted}; finished scenarios are stored.[/yellow]")
-        raise typer.Exit(130) from None
-    if json_output:
-        console.print_json(console.run_document(result))
-        return
-    for scenario in result.scenarios:
-        if scenario.determinism_summary is not None:
-            console.stdout.print(console.determinism_table(scenario))
-    console.stdout.print(f"stored as run [bold]{result.run.run_id}[/bold]")
+    run_and_render(
+        loaded, json_output, backend=backend, model=model, dtype=dtype, device=device, threads=threads, db=db
+    )
 
 
 @determinism_app.command("fingerprint")
