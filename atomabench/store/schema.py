@@ -219,3 +219,47 @@ class LatencyStatRow(Base):
     metric: Mapped[str] = mapped_column(String(16), primary_key=True)
     stat: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[float | None]  # NULL stands for NaN; a statistic that is None has no row at all
+
+
+class DeviceProfileRow(Base):
+    """One ``atomabench profile`` measurement: headline figures as columns, the full result as JSON.
+
+    Not tied to a run: a node is profiled once and the figures serve every later roofline.
+    """
+
+    __tablename__ = "device_profiles"
+    __table_args__ = (Index("ix_device_profiles_measured_at", "measured_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    measured_at: Mapped[datetime]
+    device: Mapped[str] = mapped_column(String(16))
+    device_name: Mapped[str]
+    profile_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    quick: Mapped[bool]
+    memory_bandwidth_gbs: Mapped[float | None]
+    host_to_device_gbs: Mapped[float | None]
+    launch_latency_us: Mapped[float | None]
+    peak_tflops: Mapped[dict[str, Any]]  # best achieved TFLOPS per measured dtype
+    result: Mapped[dict[str, Any]]  # the whole DeviceProfileResult
+
+
+class TelemetrySampleRow(Base):
+    """One telemetry sample of one scenario: a GPU (``gpu_index``) or the host (``gpu_index`` NULL)."""
+
+    __tablename__ = "telemetry_samples"
+    __table_args__ = (Index("ix_telemetry_samples_scenario_id", "scenario_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    scenario_id: Mapped[int] = mapped_column(ForeignKey("scenarios.id", ondelete="CASCADE"))
+    t: Mapped[float]  # seconds since the scenario's measured window began
+    gpu_index: Mapped[int | None]
+    gpu_util_pct: Mapped[float | None]
+    memory_util_pct: Mapped[float | None]
+    memory_used_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    power_w: Mapped[float | None]
+    temperature_c: Mapped[float | None]
+    sm_clock_mhz: Mapped[int | None]
+    memory_clock_mhz: Mapped[int | None]
+    throttle_reasons: Mapped[int | None] = mapped_column(BigInteger)  # NVML bitmask
+    cpu_percent: Mapped[float | None]
+    rss_bytes: Mapped[int | None] = mapped_column(BigInteger)

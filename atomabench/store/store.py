@@ -60,6 +60,9 @@ from atomabench.store.schema import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from atomabench.hardware.microbench import DeviceProfileResult, StoredDeviceProfile
+    from atomabench.hardware.telemetry import TelemetrySample
+
 ExportFormat = Literal["csv", "json", "parquet"]
 ExportTable = Literal["scenarios", "requests", "runs"]
 
@@ -458,6 +461,91 @@ class Store:
                 )
                 for run, device_name, profile_id, scenario_count, best in session.execute(statement)
             ]
+
+    # ---- device profiles and telemetry -----------------------------------------------------------
+
+    def add_device_profile(self, result: DeviceProfileResult) -> int:
+        """Store one ``atomabench profile`` measurement; returns its row id."""
+        from atomabench.store.schema import DeviceProfileRow
+
+        row = DeviceProfileRow(
+            measured_at=result.measured_at,
+            device=result.device,
+            device_name=result.device_name,
+            profile_id=result.profile_id,
+            quick=result.quick,
+            memory_bandwidth_gbs=result.memory_bandwidth_gbs,
+            host_to_device_gbs=None if result.host_to_device is None else result.host_to_device.gbs,
+            launch_latency_us=result.launch_latency_us,
+            peak_tflops=result.peak_tflops(),
+            result=result.model_dump(mode="json"),
+        )
+        with self._sessions.begin() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def list_device_profiles(self) -> list[StoredDeviceProfile]:
+        """Every stored profile measurement, newest first, rebuilt exactly as it was written."""
+        from atomabench.hardware.microbench import DeviceProfileResult, StoredDeviceProfile
+        from atomabench.store.schema import DeviceProfileRow
+
+        statement = select(DeviceProfileRow.id, DeviceProfileRow.result).order_by(
+            DeviceProfileRow.measured_at.desc(), DeviceProfileRow.id.desc()
+        )
+        with self._sessions() as session:
+            return [
+                StoredDeviceProfile(id=row_id, result=DeviceProfileResult.model_validate(result))
+                for row_id, result in session.execute(statement)
+            ]
+
+    def add_telemetry(self, scenario_id: int, samples: Sequence[TelemetrySample]) -> int:
+        """Store a scenario's telemetry time series (one transaction); returns the number of samples."""
+        from atomabench.store.schema import TelemetrySampleRow
+
+        with self._sessions.begin() as session:
+            if session.get(ScenarioRow, scenario_id) is None:
+                raise UserError(f"no scenario with id {scenario_id}", path=self.url, field="scenario_id")
+            if samples:
+                session.execute(
+                    insert(TelemetrySampleRow),
+                    [{"scenario_id": scenario_id, **sample.model_dump()} for sample in samples],
+                )
+        return len(samples)
+
+    def telemetry_frame(self, run_id: str) -> pd.DataFrame:
+        """Every telemetry sample of a run (id or unique prefix), scenarios in order, samples as taken.
+
+        Columns: ``run_id``, ``scenario``, ``scenario_position``, ``t`` and the ``TelemetrySample``
+        fields; ``gpu_index`` is NA for host samples, absent readings are NaN/NA.
+        """
+        import pandas as pd
+
+        from atomabench.hardware.telemetry import TelemetrySample
+        from atomabench.store.schema import TelemetrySampleRow
+
+        fields = list(TelemetrySample.model_fields)
+        with self._sessions() as session:
+            full_id = self._resolve(session, run_id)
+            statement = (
+                select(
+                    ScenarioRow.run_id,
+                    ScenarioRow.name.label("scenario"),
+                    ScenarioRow.position.label("scenario_position"),
+                    *(getattr(TelemetrySampleRow, name) for name in fields),
+                )
+                .join(ScenarioRow, ScenarioRow.id == TelemetrySampleRow.scenario_id)
+                .where(ScenarioRow.run_id == full_id)
+                .order_by(ScenarioRow.position, TelemetrySampleRow.id)
+            )
+            rows = session.execute(statement).mappings().all()
+        columns = ["run_id", "scenario", "scenario_position", *fields]
+        frame = pd.DataFrame.from_records([dict(row) for row in rows], columns=columns)
+        frame["scenario_position"] = frame["scenario_position"].astype("int64")
+        for name in fields:
+            integer = name in ("gpu_index", "throttle_reasons", "sm_clock_mhz", "memory_clock_mhz")
+            frame[name] = frame[name].astype("Int64" if integer else "float64")
+        return frame
 
     # ---- DataFrames and export -------------------------------------------------------------------
 
