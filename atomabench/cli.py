@@ -290,7 +290,9 @@ def _register_rooms() -> None:
     """Commands owned by other rooms register themselves here."""
     from atomabench.determinism.cli import register as register_determinism
     from atomabench.economics.cli import register as register_economics
+    from atomabench.hardware.profile_cli import register as register_profile
 
+    register_profile(app)
     register_determinism(app)
     register_economics(app)
 

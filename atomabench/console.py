@@ -69,6 +69,9 @@ def scenario_table(run: RunResult, title: str | None = None) -> Table:
             row(f"{label} {key} ms", lambda s, a=attr, k=key: _ms(getattr(s.metrics, a), k))
     row("peak host RSS", lambda s: _bytes(s.memory.peak_host_rss_bytes))
     row("peak device memory", lambda s: _bytes(s.memory.peak_device_bytes))
+    row("energy J / output token", _energy)
+    row("MBU decode / MFU prefill", _roofline)
+    row("valid", lambda s: "yes" if s.valid else f"[red]no[/red]: {s.invalid_reason}")
     table.caption = "TTFT, TPOT, ITL, E2EL as vLLM bench serve defines them (docs/metrics.md)"
     return table
 
@@ -139,6 +142,23 @@ def verdict_table(verdict: Verdict) -> Table:
         + ("; invalid: " + "; ".join(verdict.invalid_scenarios) if verdict.invalid_scenarios else "")
     )
     return table
+
+
+def _energy(scenario: ScenarioResult) -> str:
+    energy = scenario.energy
+    if energy is None or energy.joules_per_output_token is None:
+        return "-"
+    return f"{energy.joules_per_output_token:.3g} ({energy.average_watts:.0f} W)"
+
+
+def _roofline(scenario: ScenarioResult) -> str:
+    figures = scenario.roofline or {}
+
+    def percent(key: str) -> str:
+        value = figures.get(key)
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    return f"{percent('mbu')} / {percent('mfu')}"
 
 
 def run_document(run: RunResult, *, with_requests: bool = False) -> dict:

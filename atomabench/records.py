@@ -237,6 +237,10 @@ class ScenarioResult(Record):
     records: tuple[RequestRecord, ...] = ()
     determinism: tuple[DeterminismResult, ...] = ()
     determinism_summary: DeterminismSummary | None = None
+    telemetry: dict | None = None
+    """The telemetry summary of the window (``atomabench.hardware.telemetry.TelemetrySummary`` as JSON)."""
+    roofline: dict | None = None
+    """MBU (decode) and MFU (prefill) against the hardware profile, with reasons where not computable."""
 
 
 RunStatus = Literal["running", "completed", "interrupted", "failed"]

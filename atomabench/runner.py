@@ -8,17 +8,27 @@ SIGTERM) loses at most the scenario in flight and the run is marked ``interrupte
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from atomabench import __version__
-from atomabench.backends import Backend, BackendConfig, create_backend
+from atomabench.backends import Backend, BackendConfig, BackendInfo, create_backend
 from atomabench.determinism.plan import DeterminismPlan, plan_determinism
 from atomabench.determinism.plan import analyze as analyze_determinism
+from atomabench.hardware.telemetry import TelemetrySample, track_telemetry
 from atomabench.measure.metrics import compute_metrics
+from atomabench.measure.roofline import scenario_roofline
 from atomabench.measure.trackers import track_memory
-from atomabench.records import HardwareInfo, RequestRecord, RunInfo, RunResult, ScenarioResult
+from atomabench.measure.validity import assess
+from atomabench.records import (
+    HardwareInfo,
+    HardwareProfile,
+    RequestRecord,
+    RunInfo,
+    RunResult,
+    ScenarioResult,
+)
 from atomabench.workloads.dataset import SyntheticPrompts
 from atomabench.workloads.plan import ScenarioPlan, plan_scenario
 from atomabench.workloads.suite import DeterminismScenario, Suite
@@ -116,13 +126,20 @@ def run_suite(
             atomabench_version=__version__,
             hardware=hardware,
         )
+        context = MeasureContext(
+            percentiles=suite.percentiles,
+            telemetry_interval_s=suite.telemetry_interval_s,
+            model_facts=_model_facts(info),
+            profile=_profile_for(hardware),
+        )
         store.start_run(run)
         finished = 0
         try:
             for index, plan in enumerate(plans):
                 observer.scenario_started(plan, index, len(plans))
-                result = execute_plan(plan, backend, suite.percentiles, observer)
-                store.add_scenario(run.run_id, result)
+                result, samples = execute_plan(plan, backend, context, observer)
+                scenario_id = store.add_scenario(run.run_id, result)
+                store.add_telemetry(scenario_id, samples)
                 finished += 1
                 observer.scenario_finished(result)
         except KeyboardInterrupt:
@@ -137,14 +154,28 @@ def run_suite(
         backend.close()
 
 
+@dataclass(frozen=True)
+class MeasureContext:
+    """What every scenario of a run is measured against."""
+
+    percentiles: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
+    telemetry_interval_s: float = 0.5
+    model_facts: dict = field(default_factory=dict)
+    profile: HardwareProfile | None = None
+
+
 def execute_plan(
     plan: ScenarioPlan | DeterminismPlan,
     backend: Backend,
-    percentiles: tuple[float, ...],
+    context: MeasureContext,
     observer: RunObserver,
-) -> ScenarioResult:
-    """Warm up, run the measured batches inside the trackers, then compute metrics (and findings)."""
-    sampling = plan.scenario.sampling
+) -> tuple[ScenarioResult, list[TelemetrySample]]:
+    """Warm up, run the measured batches inside the trackers, then compute metrics (and findings).
+
+    Returns the result and the raw telemetry samples (stored as a time series beside it).
+    """
+    scenario = plan.scenario
+    sampling = scenario.sampling
     for batch in plan.warmup:
         backend.generate(batch, sampling)
         observer.requests_done(len(batch), warmup=True)
@@ -152,36 +183,88 @@ def execute_plan(
     batches = [case.requests for case in plan.cases] if isinstance(plan, DeterminismPlan) else plan.measured
     outputs: list[list[RequestRecord]] = []
     started_at = datetime.now(UTC)
-    with track_memory(backend.reset_peak_device_memory, backend.peak_device_memory) as memory:
+    with (
+        track_memory(backend.reset_peak_device_memory, backend.peak_device_memory) as memory,
+        track_telemetry(context.telemetry_interval_s) as telemetry,
+    ):
         for batch in batches:
             outputs.append(backend.generate(batch, sampling))
             observer.requests_done(len(batch), warmup=False)
     ended_at = datetime.now(UTC)
 
-    findings: dict = {}
-    valid, invalid_reason = True, None
-    if isinstance(plan, DeterminismPlan):
-        results, summary = analyze_determinism(plan, list(zip(plan.cases, outputs, strict=True)))
-        findings = {"determinism": results, "determinism_summary": summary}
-        if summary.tier == "incomplete":
-            valid, invalid_reason = False, summary.reason
-
     records = [record for batch in outputs for record in batch]
     origin = min(r.send_time for r in records)
     records = [r.shifted(origin) for r in records]
-    metrics = compute_metrics(records, percentiles)
+    metrics = compute_metrics(records, context.percentiles)
+    summary = telemetry.summary()
+    valid, invalid_reason = assess(
+        summary,
+        duration_s=metrics.duration_s,
+        completed=metrics.completed,
+        min_duration_s=scenario.min_duration_s or None,
+        min_requests=scenario.min_requests or None,
+    )
     if metrics.completed == 0:
         valid, invalid_reason = False, "no request completed"
-    return ScenarioResult(
-        name=plan.scenario.name,
-        kind=plan.scenario.kind,
-        settings=plan.scenario.model_dump(mode="json"),
+
+    findings: dict = {}
+    if isinstance(plan, DeterminismPlan):
+        results, determinism_summary = analyze_determinism(plan, list(zip(plan.cases, outputs, strict=True)))
+        findings = {"determinism": results, "determinism_summary": determinism_summary}
+        if determinism_summary.tier == "incomplete":
+            valid = False
+            invalid_reason = "; ".join(filter(None, (invalid_reason, determinism_summary.reason)))
+
+    roofline = None
+    if context.profile is not None and context.model_facts and metrics.completed:
+        ok = [r for r in records if r.ok]
+        roofline = scenario_roofline(
+            metrics,
+            {
+                **context.model_facts,
+                "mean_prompt_tokens": metrics.total_input_tokens / len(ok),
+                "mean_output_tokens": metrics.total_output_tokens / len(ok),
+            },
+            context.profile,
+        )
+    result = ScenarioResult(
+        name=scenario.name,
+        kind=scenario.kind,
+        settings=scenario.model_dump(mode="json"),
         started_at=started_at,
         ended_at=ended_at,
         metrics=metrics,
         memory=memory.stats(),
+        energy=telemetry.energy(metrics.total_output_tokens),
         valid=valid,
         invalid_reason=invalid_reason,
         records=tuple(records),
+        telemetry=summary.model_dump(mode="json"),
+        roofline=roofline,
         **findings,
     )
+    return result, telemetry.samples
+
+
+_BYTES_PER_VALUE = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int8": 1}
+
+
+def _model_facts(info: BackendInfo) -> dict:
+    """What the roofline needs about the model, from what the backend reported after loading."""
+    architecture = info.settings.get("architecture") or {}
+    bytes_per_value = _BYTES_PER_VALUE.get(info.dtype)
+    if not info.parameters or bytes_per_value is None:
+        return {}
+    return {
+        "parameters": info.parameters,
+        "weight_bytes": info.parameters * bytes_per_value,
+        "bytes_per_value": bytes_per_value,
+        "dtype": {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(info.dtype, info.dtype),
+        **architecture,
+    }
+
+
+def _profile_for(hardware: HardwareInfo) -> HardwareProfile | None:
+    from atomabench.hardware import get_profile
+
+    return get_profile(hardware.profile_id) if hardware.profile_id else None

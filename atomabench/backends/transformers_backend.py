@@ -115,6 +115,7 @@ class TransformersBackend:
                 "threads": torch.get_num_threads(),
                 "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
                 "source_file": str(self.model_spec.location) if self.model_spec.location else None,
+                "architecture": _architecture(self.model.config),
             },
         )
         return self.info
@@ -327,6 +328,19 @@ class TransformersBackend:
     def close(self) -> None:
         self.model = None
         self.tokenizer = None
+
+
+def _architecture(config: Any) -> dict[str, int]:
+    """Layer and KV-head geometry, for KV-cache sizes and the roofline."""
+    heads = getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    head_dim = getattr(config, "head_dim", None) or (hidden // heads if hidden and heads else None)
+    facts = {
+        "layers": getattr(config, "num_hidden_layers", None),
+        "kv_heads": getattr(config, "num_key_value_heads", None) or heads,
+        "head_dim": head_dim,
+    }
+    return {key: int(value) for key, value in facts.items() if value}
 
 
 def _cut_after_eos(tokens: list[int], eos_ids: Sequence[int]) -> list[int]:

@@ -16,7 +16,6 @@ import typer
 from rich import box
 from rich.table import Table
 
-from atomabench import paths
 from atomabench.errors import UserError
 from atomabench.hardware import probe
 from atomabench.hardware.microbench import (
@@ -114,7 +113,9 @@ def figures_table(result: DeviceProfileResult) -> Table:
 
 def default_profile_path(profile_id: str) -> Path:
     """Where measured profiles live: ``<per-user data dir>/hardware_profiles/<id>.toml``."""
-    return paths.data_dir() / "hardware_profiles" / f"{profile_id}.toml"
+    from atomabench.hardware.profiles import measured_profiles_dir
+
+    return measured_profiles_dir() / f"{profile_id}.toml"
 
 
 def write_measured_profile(

@@ -29,12 +29,31 @@ _NON_NEGATIVE_FIELDS = ("memory_gb", "memory_bandwidth_gbs", "tdp_w", "price_usd
 
 
 def load_profiles(directory: Path | None = None) -> dict[str, HardwareProfile]:
-    """Every ``*.toml`` profile in ``directory`` (default: the bundled ones), keyed by id (file stem).
+    """Every ``*.toml`` profile in ``directory``, keyed by id (file stem).
 
-    Parsed once per directory and cached, because the CLI asks several times per command.
+    By default: the bundled profiles plus the measured ones ``atomabench profile`` wrote to the
+    per-user data dir (ids ``measured-*``, so they never shadow a vendor profile). Parsed once per
+    directory and cached, because the CLI asks several times per command.
     """
-    resolved = (directory or paths.hardware_profiles_dir()).expanduser().resolve()
-    return dict(_load_profiles_cached(resolved))
+    if directory is not None:
+        return dict(_load_profiles_cached(directory.expanduser().resolve()))
+    profiles = dict(_load_profiles_cached(paths.hardware_profiles_dir().resolve()))
+    measured_dir = measured_profiles_dir()
+    if measured_dir.is_dir():
+        for profile_id, profile in _load_profiles_cached(measured_dir.resolve()).items():
+            if profile_id in profiles:
+                raise UserError(
+                    f"measured profile {profile_id!r} has the id of a bundled profile; rename it",
+                    path=measured_dir / f"{profile_id}.toml",
+                    field="id",
+                )
+            profiles[profile_id] = profile
+    return profiles
+
+
+def measured_profiles_dir() -> Path:
+    """Where ``atomabench profile`` writes profiles of hardware no bundled profile describes."""
+    return paths.data_dir() / "hardware_profiles"
 
 
 def clear_profile_cache() -> None:

@@ -157,6 +157,8 @@ class ScenarioRow(Base):
     # determinism scenarios only: the tier as a column (leaderboards filter on it) and the full summary
     determinism_tier: Mapped[str | None] = mapped_column(String(16))
     determinism_summary: Mapped[dict[str, Any] | None] = mapped_column(NullableJson)
+    telemetry_summary: Mapped[dict[str, Any] | None] = mapped_column(NullableJson)
+    roofline: Mapped[dict[str, Any] | None] = mapped_column(NullableJson)
 
 
 class DeterminismRow(Base):

@@ -664,6 +664,8 @@ def _scenario_columns(result: ScenarioResult) -> dict[str, Any]:
         "energy_source": None if energy is None else energy.source,
         **{name: _nan_to_null(getattr(metrics, name)) for name in _REQUIRED_METRIC_FLOATS},
         **{name: getattr(metrics, name) for name in _METRIC_INTS},
+        "telemetry_summary": to_jsonable_python(result.telemetry),
+        "roofline": to_jsonable_python(result.roofline),
         "determinism_tier": None if result.determinism_summary is None else result.determinism_summary.tier,
         "determinism_summary": (
             None if result.determinism_summary is None else result.determinism_summary.model_dump(mode="json")
@@ -869,6 +871,8 @@ def _scenario_result(
         invalid_reason=row.invalid_reason,
         records=records,
         determinism=determinism,
+        telemetry=row.telemetry_summary,
+        roofline=row.roofline,
         determinism_summary=(
             None
             if row.determinism_summary is None

@@ -67,7 +67,14 @@ def _length(value: int | dict | LengthDistribution) -> LengthDistribution | int 
 LengthField = Annotated[LengthDistribution, Field()]
 
 
-class ScenarioBase(_Strict):
+class _ValidityMinimums(_Strict):
+    """A scenario shorter than these is marked invalid (too little evidence to trust its numbers)."""
+
+    min_duration_s: float = Field(default=0.0, ge=0.0)
+    min_requests: int = Field(default=0, ge=0)
+
+
+class ScenarioBase(_ValidityMinimums):
     name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
     num_requests: int = Field(ge=1, le=1_000_000)
@@ -117,7 +124,7 @@ class SingleStreamScenario(ScenarioBase):
     warmup_requests: int = Field(default=1, ge=0, le=1000)
 
 
-class DeterminismScenario(_Strict):
+class DeterminismScenario(_ValidityMinimums):
     """Determinism under batching: R, B, P and U checks on canary prompts (docs/determinism.md)."""
 
     kind: Literal["determinism"]
@@ -167,6 +174,7 @@ class Suite(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     percentiles: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
+    telemetry_interval_s: float = Field(default=0.5, gt=0.0, le=60.0)
     backend: SuiteBackendDefaults = SuiteBackendDefaults()
     scenarios: tuple[Scenario, ...] = Field(min_length=1)
     verdict: VerdictRules | None = None
