@@ -141,7 +141,8 @@ class TransformersBackend:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if self.device == "mps":
             return torch.float16
-        return torch.float32  # CPUs without AVX-512 emulate bf16 slowly (6x slower measured here)
+        # fp32 on CPU: bf16 speed hinges on AVX-512-BF16/AMX (CPUs without them emulate it slowly)
+        return torch.float32
 
     # ------------------------------------------------------------------------------------ tokenizer
     def tokenize(self, text: str) -> list[int]:
