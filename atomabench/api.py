@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from atomabench.backends import BackendConfig
+from atomabench.errors import UserError
 from atomabench.records import RunResult
 from atomabench.workloads.suite import Suite, load_suite
 
@@ -118,14 +121,23 @@ def with_determinism_overrides(
         )
         if value is not None
     }
+    if batch_sizes is not None and not batch_sizes:
+        raise UserError("give at least one batch size", field="--batch-sizes")
     if not updates:
         return suite
-    scenarios = tuple(
-        DeterminismScenario.model_validate({**s.model_dump(), **updates})
-        if isinstance(s, DeterminismScenario)
-        else s
-        for s in suite.scenarios
-    )
+    options = {"batch_sizes": "--batch-sizes", "num_prompts": "--prompts", "output_tokens": "--output-tokens"}
+    try:
+        scenarios = tuple(
+            DeterminismScenario.model_validate({**s.model_dump(), **updates})
+            if isinstance(s, DeterminismScenario)
+            else s
+            for s in suite.scenarios
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise UserError(
+            str(error["msg"]), field=options.get(str(error["loc"][0]), str(error["loc"][0]))
+        ) from exc
     return Suite.model_validate({**suite.model_dump(), "scenarios": [s.model_dump() for s in scenarios]})
 
 

@@ -20,7 +20,7 @@ from atomabench.hardware.telemetry import TelemetrySample, track_telemetry
 from atomabench.measure.metrics import compute_metrics
 from atomabench.measure.roofline import scenario_roofline
 from atomabench.measure.trackers import track_memory
-from atomabench.measure.validity import assess
+from atomabench.measure.validity import INVALIDATING_THROTTLE_REASONS, assess
 from atomabench.records import (
     HardwareInfo,
     HardwareProfile,
@@ -127,7 +127,10 @@ def run_suite(
             hardware=hardware,
         )
         context = MeasureContext(
-            percentiles=suite.percentiles,
+            # p99 is always computed: SLOs, the verdict and pricing are defined on it
+            percentiles=tuple(sorted({*suite.percentiles, 99.0})),
+            tolerated_throttle_reasons=frozenset(suite.tolerated_throttle_reasons),
+            cpu_energy=hardware.accelerator == "cpu",
             telemetry_interval_s=suite.telemetry_interval_s,
             model_facts=_model_facts(info),
             profile=_profile_for(hardware),
@@ -162,6 +165,9 @@ class MeasureContext:
     telemetry_interval_s: float = 0.5
     model_facts: dict = field(default_factory=dict)
     profile: HardwareProfile | None = None
+    tolerated_throttle_reasons: frozenset[str] = frozenset()
+    cpu_energy: bool = True
+    """Read RAPL package energy: only where the CPU is the accelerator, never as a GPU node's energy."""
 
 
 def execute_plan(
@@ -185,7 +191,7 @@ def execute_plan(
     started_at = datetime.now(UTC)
     with (
         track_memory(backend.reset_peak_device_memory, backend.peak_device_memory) as memory,
-        track_telemetry(context.telemetry_interval_s) as telemetry,
+        track_telemetry(context.telemetry_interval_s, cpu_energy=context.cpu_energy) as telemetry,
     ):
         for batch in batches:
             outputs.append(backend.generate(batch, sampling))
@@ -203,9 +209,8 @@ def execute_plan(
         completed=metrics.completed,
         min_duration_s=scenario.min_duration_s or None,
         min_requests=scenario.min_requests or None,
+        invalidating_reasons=INVALIDATING_THROTTLE_REASONS - context.tolerated_throttle_reasons,
     )
-    if metrics.completed == 0:
-        valid, invalid_reason = False, "no request completed"
 
     findings: dict = {}
     if isinstance(plan, DeterminismPlan):
@@ -224,6 +229,7 @@ def execute_plan(
                 **context.model_facts,
                 "mean_prompt_tokens": metrics.total_input_tokens / len(ok),
                 "mean_output_tokens": metrics.total_output_tokens / len(ok),
+                "concurrency": len(records) / len(batches),  # sequences decoded together, as planned
             },
             context.profile,
         )

@@ -35,9 +35,13 @@ class VerdictRules(BaseModel):
     fit_dtypes: tuple[str, ...] = ("bf16", "fp8", "int4")
     minimums: dict[str, ClassMinimums] = Field(default_factory=lambda: {"default": ClassMinimums()})
 
-    def minimums_for(self, profile_id: str | None) -> tuple[str, ClassMinimums]:
+    def minimums_for(self, profile_id: str | None, accelerator: str = "cpu") -> tuple[str, ClassMinimums]:
+        """The class's own minimums; a CPU-only node without its own (e.g. a measured profile) takes
+        ``generic-cpu``'s; anything else takes ``default``."""
         if profile_id and profile_id in self.minimums:
             return profile_id, self.minimums[profile_id]
+        if accelerator == "cpu" and "generic-cpu" in self.minimums:
+            return "generic-cpu", self.minimums["generic-cpu"]
         return "default", self.minimums.get("default", ClassMinimums())
 
 
@@ -86,7 +90,7 @@ def node_memory(hardware: HardwareInfo) -> tuple[float, str]:
 def decide(run: RunResult, rules: VerdictRules, catalogue_models: list | None = None) -> Verdict:
     """Judge one run against ``rules``. ``catalogue_models`` defaults to the bundled model catalogue."""
     hardware = run.run.hardware
-    minimums_from, minimums = rules.minimums_for(hardware.profile_id)
+    minimums_from, minimums = rules.minimums_for(hardware.profile_id, hardware.accelerator)
     memory_gb, memory_source = node_memory(hardware)
     usable = memory_gb * rules.usable_memory_fraction
     fits = [

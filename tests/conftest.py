@@ -26,6 +26,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _private_user_data(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read or write the real per-user data dir (measured profiles, default database)."""
+    from atomabench import paths
+
+    private = tmp_path_factory.mktemp("user-data")
+    monkeypatch.setattr(paths, "data_dir", lambda: private)
+
+
 @pytest.fixture(scope="session")
 def tiny_backend():
     """The tiny random llama, loaded once per session on CPU."""

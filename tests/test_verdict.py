@@ -78,7 +78,7 @@ def test_fails_below_minimum_without_slo_or_with_a_bad_tier(tiny_run):
 
 
 def test_invalid_scenarios_never_count(tiny_run):
-    run = with_tier(with_latency(tiny_run, 0, 90, 10, 60.0), "A")
+    run = with_tier(with_latency(with_latency(tiny_run, 0, 90, 10, 60.0), 1, 500, 50, 999.0), "A")
     invalid = run.scenarios[0].model_copy(update={"valid": False, "invalid_reason": "thermal throttling"})
     verdict = decide(run.model_copy(update={"scenarios": (invalid, *run.scenarios[1:])}), RULES)
     assert verdict.best_scenario_at_slo is None
@@ -132,3 +132,12 @@ def test_qualification_cli_prints_a_verdict(tmp_path):
     assert [c["name"] for c in verdict["checks"]] == ["memory", "output tokens/s at SLO", "determinism tier"]
     assert verdict["determinism_tier"] in ("A", "B", "fail")
     assert {s["kind"] for s in document["scenarios"]} == {"single_stream", "offline", "determinism"}
+
+
+def test_a_measured_cpu_profile_takes_the_generic_cpu_minimums():
+    rules = VerdictRules(
+        minimums={"default": ClassMinimums(memory_gb=16), "generic-cpu": ClassMinimums(memory_gb=8)}
+    )
+    assert rules.minimums_for("measured-intel-xeon", "cpu")[0] == "generic-cpu"
+    assert rules.minimums_for("measured-intel-xeon", "cuda")[0] == "default"
+    assert rules.minimums_for("generic-cpu", "cpu")[0] == "generic-cpu"

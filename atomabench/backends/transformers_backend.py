@@ -91,12 +91,17 @@ class TransformersBackend:
             torch.set_num_threads(self.config.threads)
         self.device = self._pick_device(torch)
         self.torch_dtype = self._pick_dtype(torch)
-        folder = materialize(self.model_spec)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
         model_kwargs: dict[str, Any] = {"dtype": self.torch_dtype}
         if "attn_implementation" in self.config.options:
             model_kwargs["attn_implementation"] = self.config.options["attn_implementation"]
-        self.model = AutoModelForCausalLM.from_pretrained(folder, **model_kwargs).to(self.device).eval()
+        source = self.model_spec.location or self.model_spec.name
+        try:
+            folder = materialize(self.model_spec)
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModelForCausalLM.from_pretrained(folder, **model_kwargs).to(self.device).eval()
+        except (OSError, ValueError, KeyError) as exc:  # truncated, empty or foreign files
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot load this model: {message}", path=source, field="model") from exc
         # generate() back-fills an unset eos_token_id from the model's defaults, which would make
         # ignore_eos impossible; the backend owns EOS handling, so it takes the ids and clears them.
         self.eos_ids = self._model_eos_ids()

@@ -8,6 +8,7 @@ where the model was confident (margin at or above the threshold).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -78,10 +79,11 @@ def unique_completions(
     """The U check: N identical requests in one batch; how many distinct completions came back."""
     counts = Counter(r.output_hash for r in records)
     differing = [r for r in records if r.output_token_ids != reference.output_token_ids]
-    worst = (
-        compare(reference, differing[0], check="U", prompt_id=prompt_id, batch_size=len(records))
-        if differing
-        else None
+    # grade the most confident flip among the copies: one wide flip must not hide behind a near-tie
+    worst = max(
+        (compare(reference, r, check="U", prompt_id=prompt_id, batch_size=len(records)) for r in differing),
+        key=lambda c: math.inf if c.margin_at_divergence is None else c.margin_at_divergence,
+        default=None,
     )
     return DeterminismResult(
         check="U",

@@ -23,10 +23,10 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 def _int_list(text: str | None) -> list[int] | None:
-    if not text:
+    if text is None:
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        return [int(part) for part in text.split(",") if part.strip()] or []
     except ValueError:
         from atomabench.errors import UserError
 
@@ -81,7 +81,12 @@ def fingerprint(
     """Run the canary set alone and write this node's determinism fingerprint."""
     from atomabench import console
     from atomabench.determinism.fingerprint import save_fingerprint
+    from atomabench.errors import UserError
 
+    if not out.parent.is_dir() or out.is_dir():  # fail before minutes of canaries, not after
+        raise UserError(
+            "cannot write the fingerprint there (no such directory, or a directory)", path=out, field="--out"
+        )
     taken = api.fingerprint(
         model=model, backend=backend, dtype=dtype, device=device, threads=threads, output_tokens=output_tokens
     )

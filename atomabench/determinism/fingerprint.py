@@ -186,10 +186,16 @@ def compare_fingerprints(
     per_canary = [_compare_canary(c, canary_b.get(c.prompt_id)) for c in a.canaries]
 
     computation = [key for key in SAME_COMPUTATION if key in differences]
-    if a.format_version != b.format_version or {c.prompt_id for c in a.canaries} != set(canary_b):
+    if a.environment.get("model_digest") and "model_digest" not in differences:
+        computation = [key for key in computation if key != "model"]  # the same weights under another name
+    if (
+        a.format_version != b.format_version
+        or {c.prompt_id for c in a.canaries} != set(canary_b)
+        or (a.output_tokens, a.top_k) != (b.output_tokens, b.top_k)
+    ):
         return FingerprintComparison(
             verdict="mismatch",
-            reason="different fingerprint formats or canary sets",
+            reason="not comparable: different fingerprint formats, canary sets, output lengths or top-k",
             environment_differences=differences,
             canaries=tuple(per_canary),
         )
@@ -263,7 +269,10 @@ def _compare_canary(a: CanaryOutput, b: CanaryOutput | None) -> CanaryComparison
 
 
 def save_fingerprint(fingerprint: Fingerprint, path: Path) -> None:
-    path.write_text(fingerprint.model_dump_json(indent=2), encoding="utf-8")
+    try:
+        path.write_text(fingerprint.model_dump_json(indent=2), encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the fingerprint: {exc.strerror}", path=path, field="--out") from exc
 
 
 def load_fingerprint(path: Path) -> Fingerprint:
@@ -271,6 +280,8 @@ def load_fingerprint(path: Path) -> Fingerprint:
         return Fingerprint.model_validate_json(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UserError(f"cannot read fingerprint: {exc.strerror}", path=path) from exc
+    except UnicodeDecodeError as exc:
+        raise UserError("not a text file (expected fingerprint JSON)", path=path) from exc
     except ValidationError as exc:
         error = exc.errors()[0]
         raise UserError(

@@ -90,8 +90,18 @@ def judge(
 
 def verify_claim(backend, claim: Claim, epsilon: float) -> ClaimReport:
     prompt_ids = (
-        list(claim.prompt_token_ids) if claim.prompt_token_ids is not None else backend.tokenize(claim.prompt)
+        list(claim.prompt_token_ids) if claim.prompt_token_ids else backend.tokenize(claim.prompt or "")
     )
+    vocab = backend.vocab_size()
+    for name, ids in (("prompt_token_ids", prompt_ids), ("output_token_ids", claim.output_token_ids)):
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise UserError(
+                f"token id {bad} is outside this model's vocabulary (0..{vocab - 1})",
+                field=f"{claim.id}.{name}",
+            )
+    if not prompt_ids:
+        raise UserError("the prompt tokenizes to nothing", field=f"{claim.id}.prompt")
     scores = backend.score(prompt_ids, claim.output_token_ids, top_k=2)
     return judge(claim.output_token_ids, scores, epsilon, claim.id)
 
@@ -104,7 +114,11 @@ def load_claims(path: Path) -> list[Claim]:
         raise UserError(f"cannot read claim file: {exc.strerror}", path=path) from exc
     except json.JSONDecodeError as exc:
         raise UserError(f"malformed JSON: {exc.msg}", path=path, line=exc.lineno) from exc
+    except UnicodeDecodeError as exc:
+        raise UserError("not a text file (expected claim JSON)", path=path) from exc
     if isinstance(data, dict) and "canaries" in data:
+        if not isinstance(data["canaries"], list) or not all(isinstance(c, dict) for c in data["canaries"]):
+            raise UserError("`canaries` must be a list of objects", path=path, field="canaries")
         items = [
             {
                 "id": c.get("prompt_id"),
@@ -115,8 +129,12 @@ def load_claims(path: Path) -> list[Claim]:
         ]
     elif isinstance(data, dict) and "claims" in data:
         items = data["claims"]
+        if not isinstance(items, list):
+            raise UserError("`claims` must be a list", path=path, field="claims")
     else:
         items = data if isinstance(data, list) else [data]
+    if not items:
+        raise UserError("the file holds no claim", path=path)
     claims = []
     for index, item in enumerate(items):
         try:
@@ -125,9 +143,11 @@ def load_claims(path: Path) -> list[Claim]:
             error = exc.errors()[0]
             field = f"claims[{index}]." + ".".join(str(p) for p in error["loc"])
             raise UserError(error["msg"], path=path, field=field) from exc
-        if claim.prompt is None and claim.prompt_token_ids is None:
+        if not claim.prompt and not claim.prompt_token_ids:
             raise UserError(
-                "a claim needs `prompt` or `prompt_token_ids`", path=path, field=f"claims[{index}]"
+                "a claim needs a non-empty `prompt` or `prompt_token_ids`",
+                path=path,
+                field=f"claims[{index}]",
             )
         claims.append(claim)
     return claims

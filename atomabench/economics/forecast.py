@@ -453,7 +453,7 @@ def plot_forecast(
     figure.tight_layout()
     path = Path(path)
     try:
-        figure.savefig(path, dpi=120)
+        figure.savefig(path, dpi=120, format="png")  # always PNG, whatever the suffix says
     except OSError as exc:
         raise UserError(f"cannot write the plot: {exc.strerror}", path=path, field="--plot") from None
     finally:

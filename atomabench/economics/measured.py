@@ -22,6 +22,7 @@ REQUIRED_COLUMNS = (
     "gpu_count",
     "device_name",
     "scenario",
+    "kind",
     "duration_s",
     "total_input_tokens",
     "total_output_tokens",
@@ -33,13 +34,14 @@ REQUIRED_COLUMNS = (
 
 
 def usable_rows(frame: pd.DataFrame | None) -> pd.DataFrame:
-    """Rows that count: ``valid`` is True and the run completed or was interrupted."""
+    """Rows that count: ``valid`` is True, the run completed or was interrupted, and the scenario
+    measured serving (determinism scenarios run odd batch mixes; their throughput is no price basis)."""
     if frame is None or frame.empty:
         return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"scenarios frame lacks columns: {', '.join(missing)}")
-    keep = frame["valid"].eq(True) & frame["status"].isin(COUNTED_STATUSES)
+    keep = frame["valid"].eq(True) & frame["status"].isin(COUNTED_STATUSES) & frame["kind"].ne("determinism")
     return frame.loc[keep].reset_index(drop=True)
 
 

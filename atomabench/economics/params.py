@@ -108,6 +108,8 @@ def read_toml(path: str | Path) -> SourcedToml:
         raise UserError("file not found", path=path) from None
     except OSError as exc:
         raise UserError(f"cannot read: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError:
+        raise UserError("not a UTF-8 text file", path=path) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -67,7 +67,8 @@ def profile(
         stored_in = store.url
 
     written: Path | None = None
-    unmatched = result.profile_id in (None, GENERIC_CPU_ID)
+    # no vendor figures to compare with: write (or refresh) this machine's measured profile
+    unmatched = result.profile_id in (None, GENERIC_CPU_ID) or result.profile_id.startswith("measured-")
     if write_profile is not None or (unmatched and not quick):
         written = write_measured_profile(result, hardware, write_profile)
 

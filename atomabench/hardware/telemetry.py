@@ -175,17 +175,24 @@ def track_telemetry(
     gpu_indices: Sequence[int] | None = None,
     own_pids: Iterable[int] = (),
     rapl_dir: Path = RAPL_DIR,
+    cpu_energy: bool = True,
 ) -> Iterator[TelemetryReading]:
     """Sample the devices every ``interval_s`` seconds on a daemon thread while the block runs.
 
     ``nvml_module`` replaces pynvml (tests replay a recorded node); ``gpu_indices`` limits the GPUs
     watched (NVML indices, default all); ``own_pids`` are extra process ids that belong to this run
-    (an inference server started separately), besides this process and its children.
+    (an inference server started separately), besides this process and its children. ``cpu_energy``
+    False skips RAPL: on a GPU node without NVML, CPU package energy is not the node's energy.
     """
     if interval_s <= 0:
         raise ValueError(f"interval_s must be positive, got {interval_s}")
     reading = TelemetryReading(
-        interval_s, nvml_module=nvml_module, gpu_indices=gpu_indices, own_pids=own_pids, rapl_dir=rapl_dir
+        interval_s,
+        nvml_module=nvml_module,
+        gpu_indices=gpu_indices,
+        own_pids=own_pids,
+        rapl_dir=rapl_dir,
+        cpu_energy=cpu_energy,
     )
     try:
         reading._start()
@@ -205,6 +212,7 @@ class TelemetryReading:
         gpu_indices: Sequence[int] | None = None,
         own_pids: Iterable[int] = (),
         rapl_dir: Path = RAPL_DIR,
+        cpu_energy: bool = True,
     ) -> None:
         self.interval_s = interval_s
         self._errors = _ErrorLog()
@@ -218,7 +226,7 @@ class TelemetryReading:
         if isinstance(self._nvml, str):
             self._nvml_error, self._nvml = self._nvml, None
         self._process = psutil.Process(os.getpid())
-        self._rapl = _Rapl(rapl_dir) if self._nvml is None else None
+        self._rapl = _Rapl(rapl_dir) if self._nvml is None and cpu_energy else None
         self._thread: _SamplerThread | None = None
 
     # ---- public ------------------------------------------------------------------------------------

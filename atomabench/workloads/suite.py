@@ -175,6 +175,9 @@ class Suite(_Strict):
     description: str = ""
     percentiles: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
     telemetry_interval_s: float = Field(default=0.5, gt=0.0, le=60.0)
+    tolerated_throttle_reasons: tuple[str, ...] = Field(
+        default=(), description="throttle reasons (e.g. SwPowerCap) that do not invalidate a scenario"
+    )
     backend: SuiteBackendDefaults = SuiteBackendDefaults()
     scenarios: tuple[Scenario, ...] = Field(min_length=1)
     verdict: VerdictRules | None = None

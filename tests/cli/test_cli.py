@@ -192,3 +192,55 @@ def _scenario_count(db: Path) -> int:
             return connection.execute("select count(*) from scenarios").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["determinism", "--batch-sizes", "0", "--model", "tiny-random-llama"], "--batch-sizes:"),
+        (["determinism", "--batch-sizes", ",", "--model", "tiny-random-llama"], "at least one batch size"),
+        (["determinism", "--output-tokens", "5000", "--model", "tiny-random-llama"], "--output-tokens:"),
+        (
+            ["determinism", "fingerprint", "--out", "/no/such/dir/x.json", "--model", "tiny-random-llama"],
+            "--out",
+        ),
+    ],
+)
+def test_determinism_option_mistakes_are_one_line(args, expected, capsys, tmp_path):
+    code, _, err = run_main([*args], capsys)
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("[]", "holds no claim"),
+        ('{"claims": 5}', "`claims` must be a list"),
+        ('{"canaries": [1]}', "`canaries` must be a list of objects"),
+        ('{"prompt": "", "output_token_ids": [1]}', "non-empty `prompt`"),
+        ('{"prompt": "hi", "output_token_ids": [99999999]}', "outside this model's vocabulary"),
+    ],
+)
+def test_malformed_claims_are_one_line(content, expected, capsys, tmp_path):
+    claims = tmp_path / "claims.json"
+    claims.write_text(content)
+    code, _, err = run_main(["determinism", "verify", str(claims), "--model", "tiny-random-llama"], capsys)
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_a_corrupt_model_file_is_one_line(capsys, tmp_path):
+    empty = tmp_path / "empty.gguf"
+    empty.write_bytes(b"")
+    code, _, err = run_main(
+        [
+            "run",
+            "--suite",
+            str(TEST_DATA / "tiny.toml"),
+            "--model",
+            str(empty),
+            "--db",
+            str(tmp_path / "r.db"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "cannot load this model" in err and "Traceback" not in err

@@ -116,3 +116,13 @@ def test_tiers(results, tier, reason):
     assert reason in summary.reason
     assert summary.skipped == ("P: skipped",)
     assert summary.near_tie_margin == 0.1
+
+
+def test_u_grades_the_most_confident_flip_among_the_copies():
+    near = record(
+        [5, 6, 3, 8], [*REFERENCE.logprobs[:2], step(-0.70, (3, -0.70), (7, -0.705)), REFERENCE.logprobs[3]]
+    )
+    wide = record([9, 6, 7, 8], [step(-3.0, (5, -0.1), (9, -3.0)), *REFERENCE.logprobs[1:]])
+    result = unique_completions(REFERENCE, [REFERENCE, near, wide, REFERENCE], prompt_id="p")
+    assert result.first_divergence == 0 and math.isclose(result.margin_at_divergence, 2.4)
+    assert summarize([result], 0.1).tier == "fail"
