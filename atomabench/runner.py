@@ -101,10 +101,7 @@ def run_suite(
         observer.stage("probing hardware")
         hardware = probe()
     try:
-        observer.stage(
-            f"loading {backend_config.model} with {backend_config.kind} (the first run of a GGUF "
-            "model converts it once, ~30 s)"
-        )
+        observer.stage(f"loading {backend_config.model} with {backend_config.kind}")
         info = backend.load()
         prompts = SyntheticPrompts(backend.tokenize, backend.special_token_ids())
         prefix_cache = bool(getattr(backend, "prefix_cache", False))

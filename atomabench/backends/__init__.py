@@ -10,6 +10,7 @@ from atomabench.errors import UserError
 # name -> "module:factory"; imported lazily so `atomabench hw` never loads torch for nothing.
 _BACKENDS: dict[str, str] = {
     "transformers": "atomabench.backends.transformers_backend:TransformersBackend",
+    "llamacpp": "atomabench.backends.llamacpp_backend:LlamaCppBackend",
 }
 
 
