@@ -222,6 +222,7 @@ def results_list(
             "started UTC": str(row["started_at"])[5:16].replace("T", " "),
             "suite": row["suite"],
             "model": row["model"],
+            "engine": f"{row['backend']} {row['dtype'] or ''}".strip(),
             "hardware": row["profile_id"] or row["device_name"],
             "status": row["status"],
             "out tok/s": "-"
@@ -230,7 +231,7 @@ def results_list(
         }
         for row in rows
     ]
-    columns = ["run", "started UTC", "suite", "model", "hardware", "status", "out tok/s"]
+    columns = ["run", "started UTC", "suite", "model", "engine", "hardware", "status", "out tok/s"]
     console.stdout.print(console.rows_table(f"runs in {db or 'the default database'}", table_rows, columns))
 
 

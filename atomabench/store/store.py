@@ -91,6 +91,8 @@ class RunSummary(BaseModel):
     started_at: datetime
     scenario_count: int
     best_output_throughput: float | None
+    dtype: str | None = None
+    """Precision or quantization the engine ran (e.g. float32, Q4_1), so listings never mix them unawares."""
     """Highest output tokens/s among the run's valid scenarios; None when it has none."""
 
 
@@ -458,6 +460,7 @@ class Store:
                     started_at=run.started_at,
                     scenario_count=scenario_count or 0,
                     best_output_throughput=best,
+                    dtype=(run.backend_settings or {}).get("dtype"),
                 )
                 for run, device_name, profile_id, scenario_count, best in session.execute(statement)
             ]

@@ -166,6 +166,7 @@ def test_list_runs_newest_first_with_counts_and_best_valid_throughput(store: Sto
         started_at=T0 + timedelta(hours=2),
         scenario_count=1,
         best_output_throughput=1500.0,
+        dtype="bfloat16",  # from backend_settings: listings show what precision ran
     )
     assert (runs[1].scenario_count, runs[1].best_output_throughput, runs[1].profile_id) == (0, None, None)
     assert (runs[2].scenario_count, runs[2].best_output_throughput) == (3, 20.0)
