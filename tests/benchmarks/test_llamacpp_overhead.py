@@ -11,18 +11,14 @@ logprobs-on cost is reported in extra_info (and printed), not asserted.
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from overhead import NEW_TOKENS, bench_requests, best_throughputs
 
 from atomabench.backends import BackendConfig, create_backend
 from atomabench.records import RequestSpec, SamplingSettings
 
 pytestmark = pytest.mark.slow
 
-PROMPT_TOKENS = 64
-NEW_TOKENS = 32
-ROUNDS = 3
 THREADS = 2
 
 
@@ -53,19 +49,6 @@ def bare_llama(backend):
     llm.close()
 
 
-def _requests(backend, batch: int) -> list[RequestSpec]:
-    corpus = backend.tokenize("The committee met on Tuesday to discuss the budget for the coming year. " * 20)
-    return [
-        RequestSpec(
-            request_id=str(i),
-            scenario="bench",
-            prompt_token_ids=tuple(corpus[i : i + PROMPT_TOKENS]),
-            max_tokens=NEW_TOKENS,
-        )
-        for i in range(batch)
-    ]
-
-
 def _bare_generate(llm, requests: list[RequestSpec]):
     """llama-cpp-python by hand: greedy ``generate()`` per request, cold KV cache each time."""
 
@@ -84,19 +67,9 @@ def _bare_generate(llm, requests: list[RequestSpec]):
     return run
 
 
-def _best_throughputs(runs: dict, rounds: int) -> dict[str, float]:
-    best: dict[str, float] = {name: 0.0 for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            tokens = run()
-            best[name] = max(best[name], tokens / (time.perf_counter() - start))
-    return best
-
-
 @pytest.mark.parametrize("batch", [1, 8])
 def test_backend_throughput_matches_bare_llama_cpp(benchmark, backend, bare_llama, batch):
-    requests = _requests(backend, batch)
+    requests = bench_requests(backend.tokenize, batch)
     bare = _bare_generate(bare_llama, requests)
 
     def backend_run(logprobs: int = 0):
@@ -108,7 +81,7 @@ def test_backend_throughput_matches_bare_llama_cpp(benchmark, backend, bare_llam
 
     assert bare() == batch * NEW_TOKENS  # also warms both paths
     assert backend_run()() == batch * NEW_TOKENS
-    best = _best_throughputs({"bare": bare, "backend": backend_run(), "logprobs5": backend_run(5)}, ROUNDS)
+    best = best_throughputs({"bare": bare, "backend": backend_run(), "logprobs5": backend_run(5)})
     ratio = best["backend"] / best["bare"]
     logprobs_cost = 1.0 - best["logprobs5"] / best["backend"]
     benchmark.extra_info.update(
