@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bumped whenever a stored record changes shape; the store refuses a database it does not know."""
 
 
@@ -128,6 +128,22 @@ class RequestSpec(Record):
         return len(self.prompt_token_ids)
 
 
+class ScheduledRequest(Record):
+    """A request and when the load generator sends it: seconds after the load starts.
+
+    Arrival processes (``atomabench.workloads.arrivals``) produce these; serving backends send each
+    request no earlier than its ``arrival_s`` and record the actual send time in the record.
+    """
+
+    spec: RequestSpec
+    arrival_s: float = Field(ge=0.0)
+
+
+TokenCountSource = Literal["engine", "usage", "tokenizer"]
+"""Where ``RequestRecord.output_tokens`` came from: the engine's own token ids, the server's ``usage``
+block, or (labelled fallback) re-tokenizing the streamed text with the local tokenizer."""
+
+
 class TokenLogprobs(Record):
     """Logprob of the chosen token and the top-k alternatives at one decoding step."""
 
@@ -152,6 +168,7 @@ class RequestRecord(Record):
     logprobs: tuple[TokenLogprobs, ...] | None = None
     batch_size: int = 1
     batch_position: int = 0
+    token_count_source: TokenCountSource = "engine"
 
     @property
     def ok(self) -> bool:
@@ -219,6 +236,14 @@ class ScenarioMetrics(Record):
     tpot_ms: LatencyStats
     itl_ms: LatencyStats
     e2el_ms: LatencyStats
+    goodput: float | None = None
+    """Requests/s that met every SLO of the scenario (failures count as misses); None without an SLO."""
+    slo_attainment: float | None = None
+    """Share of all requests (failures included) that met every SLO; None without an SLO."""
+    peak_concurrency: float | None = None
+    """Most requests in flight (sent, not yet finished) at any instant of the window."""
+    mean_concurrency: float | None = None
+    """Effective concurrency: summed request latency over the window length (Little's law)."""
 
 
 class ScenarioResult(Record):
@@ -241,6 +266,9 @@ class ScenarioResult(Record):
     """The telemetry summary of the window (``atomabench.hardware.telemetry.TelemetrySummary`` as JSON)."""
     roofline: dict | None = None
     """MBU (decode) and MFU (prefill) against the hardware profile, with reasons where not computable."""
+    serving: dict | None = None
+    """Server and sweep scenarios: arrival process, target vs achieved rate, SLO, warm-up/cool-down
+    exclusions and, for a sweep, every point and the highest rate that still met the SLO."""
 
 
 RunStatus = Literal["running", "completed", "interrupted", "failed"]

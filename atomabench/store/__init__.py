@@ -6,6 +6,22 @@ a record from :mod:`atomabench.records`, a :class:`RunSummary` or a pandas DataF
 described in ``docs/store.md``.
 """
 
-from atomabench.store.store import ExportFormat, ExportTable, RunSummary, Store, open_store
+from atomabench.store.store import (
+    DuplicateSubmission,
+    ExportFormat,
+    ExportTable,
+    RunSummary,
+    Store,
+    Submission,
+    open_store,
+)
 
-__all__ = ["ExportFormat", "ExportTable", "RunSummary", "Store", "open_store"]
+__all__ = [
+    "DuplicateSubmission",
+    "ExportFormat",
+    "ExportTable",
+    "RunSummary",
+    "Store",
+    "Submission",
+    "open_store",
+]

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from atomabench.errors import UserError
 from atomabench.store.schema import (
     LATENCY_METRICS,
+    DeterminismRow,
     HardwareRow,
     LatencyStatRow,
     RequestRow,
@@ -48,6 +49,10 @@ _METRIC_COLUMNS = (
     "output_throughput",
     "total_token_throughput",
     "peak_output_throughput",
+    "goodput",
+    "slo_attainment",
+    "peak_concurrency",
+    "mean_concurrency",
 )
 _RESOURCE_COLUMNS = (
     "peak_device_bytes",
@@ -103,6 +108,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "output_hash",
     "batch_size",
     "batch_position",
+    "token_count_source",
     "token_times",
     "output_token_ids",
 )
@@ -126,6 +132,10 @@ _FLOAT_COLUMNS = {
     "output_throughput",
     "total_token_throughput",
     "peak_output_throughput",
+    "goodput",
+    "slo_attainment",
+    "peak_concurrency",
+    "mean_concurrency",
     *LATENCY_COLUMNS,
     # bytes as float64 so that "not measured" is NaN like every other absent measurement
     *_RESOURCE_COLUMNS,
@@ -211,6 +221,67 @@ def requests_frame(session: Session, run_ids: Sequence[str] | None) -> pd.DataFr
         .order_by(RunRow.started_at, RunRow.run_id, ScenarioRow.position, RequestRow.position)
     )
     return _frame(session.execute(_only_runs(statement, run_ids)).mappings().all(), REQUEST_COLUMNS)
+
+
+REPORT_RUN_COLUMNS: tuple[str, ...] = ("run_id", "backend_settings", "hardware_info")
+REPORT_SCENARIO_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "position",
+    "scenario",
+    "settings",
+    "invalid_reason",
+    "kv_cache_capacity_tokens",
+    "device_memory_source",
+    "roofline",
+    "serving",
+)
+REPORT_DETERMINISM_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "scenario",
+    "check",
+    "batch_size",
+    "exact_match",
+    "skipped_reason",
+)
+
+
+def report_frames(session: Session, run_ids: Sequence[str] | None) -> dict[str, pd.DataFrame]:
+    """What a leaderboard shows beyond ``runs_frame`` and ``scenarios_frame``: one query per table.
+
+    ``runs``: backend settings and the full hardware description (JSON as dicts); ``scenarios``: the
+    settings, invalid reason, roofline and serving details of every scenario, keyed by (run_id, position);
+    ``determinism``: one row per stored determinism comparison. Reads only.
+    """
+    runs = select(RunRow.run_id, RunRow.backend_settings, HardwareRow.info.label("hardware_info")).outerjoin(
+        HardwareRow, HardwareRow.run_id == RunRow.run_id
+    )
+    scenarios = select(
+        ScenarioRow.run_id,
+        ScenarioRow.position,
+        ScenarioRow.name.label("scenario"),
+        *(getattr(ScenarioRow, name) for name in REPORT_SCENARIO_COLUMNS[3:]),
+    ).join(RunRow, RunRow.run_id == ScenarioRow.run_id)
+    determinism = (
+        select(
+            ScenarioRow.run_id,
+            ScenarioRow.name.label("scenario"),
+            *(getattr(DeterminismRow, name) for name in REPORT_DETERMINISM_COLUMNS[2:]),
+        )
+        .join(ScenarioRow, ScenarioRow.id == DeterminismRow.scenario_id)
+        .join(RunRow, RunRow.run_id == ScenarioRow.run_id)
+    )
+    found = {}
+    for name, statement, columns in (
+        ("runs", runs, REPORT_RUN_COLUMNS),
+        ("scenarios", scenarios, REPORT_SCENARIO_COLUMNS),
+        ("determinism", determinism, REPORT_DETERMINISM_COLUMNS),
+    ):
+        rows = session.execute(_only_runs(statement, run_ids)).all()
+        found[name] = pd.DataFrame.from_records(rows, columns=list(columns))
+    found["scenarios"]["kv_cache_capacity_tokens"] = found["scenarios"]["kv_cache_capacity_tokens"].astype(
+        "Int64"
+    )
+    return found
 
 
 def check_export_choice(fmt: str, table: str) -> None:

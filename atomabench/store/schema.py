@@ -62,12 +62,41 @@ class UtcDateTime(TypeDecorator[datetime]):
 NullableJson = JSON(none_as_null=True)
 
 
+class UInt64(TypeDecorator[int]):
+    """An unsigned 64-bit integer (an NVML bitmask) in a signed BIGINT column.
+
+    NVML sets bit 63 for "unknown reason", which neither SQLite nor PostgreSQL can store in a signed
+    64-bit integer; the value is kept as its two's complement and turned back on the way out.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if not 0 <= value < 1 << 64:
+            raise ValueError(f"{value} is not an unsigned 64-bit integer")
+        return value - (1 << 64) if value >= 1 << 63 else value
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> int | None:
+        return None if value is None else value & ((1 << 64) - 1)
+
+
+# Row ids of the tables that grow with every request or sample: BIGINT on PostgreSQL (a shared
+# leaderboard can pass 2**31 rows), but INTEGER on SQLite, where only INTEGER PRIMARY KEY is the
+# auto-incrementing rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute by name
         datetime: UtcDateTime,
         dict[str, Any]: JSON,
         list[Any]: JSON,
-        str: String(255),
+        # unbounded VARCHAR: free-form names (scenarios, request ids, device names) must fit on
+        # PostgreSQL, which enforces lengths, exactly as they do on SQLite, which does not
+        str: String(),
         int: Integer,
         float: Double,
         bool: Boolean,
@@ -153,6 +182,12 @@ class ScenarioRow(Base):
     output_throughput: Mapped[float | None]
     total_token_throughput: Mapped[float | None]
     peak_output_throughput: Mapped[float | None]
+    # server / sweep scenarios (schema 4): NULL where the scenario had no SLO or no serving load
+    goodput: Mapped[float | None]
+    slo_attainment: Mapped[float | None]
+    peak_concurrency: Mapped[float | None]
+    mean_concurrency: Mapped[float | None]
+    serving: Mapped[dict[str, Any] | None] = mapped_column(NullableJson)
 
     # determinism scenarios only: the tier as a column (leaderboards filter on it) and the full summary
     determinism_tier: Mapped[str | None] = mapped_column(String(16))
@@ -167,7 +202,7 @@ class DeterminismRow(Base):
     __tablename__ = "determinism_results"
     __table_args__ = (Index("ix_determinism_scenario_id_position", "scenario_id", "position"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     scenario_id: Mapped[int] = mapped_column(ForeignKey("scenarios.id", ondelete="CASCADE"))
     position: Mapped[int]
     check: Mapped[str] = mapped_column(String(1))
@@ -193,7 +228,7 @@ class RequestRow(Base):
     __tablename__ = "requests"
     __table_args__ = (Index("ix_requests_scenario_id_position", "scenario_id", "position"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     scenario_id: Mapped[int] = mapped_column(ForeignKey("scenarios.id", ondelete="CASCADE"))
     position: Mapped[int]
     request_id: Mapped[str]
@@ -207,6 +242,7 @@ class RequestRow(Base):
     output_hash: Mapped[str] = mapped_column(String(128))
     batch_size: Mapped[int]
     batch_position: Mapped[int]
+    token_count_source: Mapped[str] = mapped_column(String(16), default="engine")
     token_times: Mapped[list[Any]]
     output_token_ids: Mapped[list[Any]]
     logprobs: Mapped[list[Any] | None] = mapped_column(NullableJson)
@@ -251,7 +287,7 @@ class TelemetrySampleRow(Base):
     __tablename__ = "telemetry_samples"
     __table_args__ = (Index("ix_telemetry_samples_scenario_id", "scenario_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     scenario_id: Mapped[int] = mapped_column(ForeignKey("scenarios.id", ondelete="CASCADE"))
     t: Mapped[float]  # seconds since the scenario's measured window began
     gpu_index: Mapped[int | None]
@@ -262,6 +298,30 @@ class TelemetrySampleRow(Base):
     temperature_c: Mapped[float | None]
     sm_clock_mhz: Mapped[int | None]
     memory_clock_mhz: Mapped[int | None]
-    throttle_reasons: Mapped[int | None] = mapped_column(BigInteger)  # NVML bitmask
+    throttle_reasons: Mapped[int | None] = mapped_column(UInt64)  # NVML bitmask, bit 63 included
     cpu_percent: Mapped[float | None]
     rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SubmissionRow(Base):
+    """One ingested signed bundle (``atomabench leaderboard ingest``): who signed which run, and when.
+
+    ``manifest`` keeps the exact signed bytes and ``signature`` the Ed25519 signature over them, so a
+    leaderboard can re-verify every stored run later without the original file.
+    """
+
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    bundle_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    run_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), unique=True
+    )
+    public_key: Mapped[str] = mapped_column(String(64))  # raw Ed25519 public key, hex
+    node_id: Mapped[str] = mapped_column(String(64), index=True)
+    signed_at: Mapped[datetime]
+    ingested_at: Mapped[datetime]
+    manifest: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(128))  # hex
+    environment: Mapped[dict[str, Any] | None] = mapped_column(NullableJson)
+    fingerprint: Mapped[dict[str, Any] | None] = mapped_column(NullableJson)

@@ -20,9 +20,22 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json, to_jsonable_python
-from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, inspect, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Subquery
 
@@ -44,6 +57,7 @@ from atomabench.records import (
     ScenarioMetrics,
     ScenarioResult,
 )
+from atomabench.store.migrate import HEAD_REVISION, VERSION_TABLE, stamp_head
 from atomabench.store.schema import (
     LATENCY_METRICS,
     LATENCY_SCALARS,
@@ -55,6 +69,8 @@ from atomabench.store.schema import (
     RequestRow,
     RunRow,
     ScenarioRow,
+    SubmissionRow,
+    TelemetrySampleRow,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +90,8 @@ _REQUIRED_METRIC_FLOATS = (
     "peak_output_throughput",
 )
 _METRIC_INTS = ("completed", "failed", "total_input_tokens", "total_output_tokens")
+_OPTIONAL_METRIC_FLOATS = ("goodput", "slo_attainment", "peak_concurrency", "mean_concurrency")
+"""Serving metrics that are None where they do not apply (no SLO, no load); NULL both ways."""
 
 
 class RunSummary(BaseModel):
@@ -94,6 +112,34 @@ class RunSummary(BaseModel):
     dtype: str | None = None
     """Precision or quantization the engine ran (e.g. float32, Q4_1), so listings never mix them unawares."""
     """Highest output tokens/s among the run's valid scenarios; None when it has none."""
+
+
+class Submission(BaseModel):
+    """One ingested signed bundle: which run, which node signed it, and the signed bytes themselves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bundle_sha256: str
+    """sha256 of the bundle file as received; the same file twice is a duplicate."""
+    run_id: str
+    public_key: str
+    """The node's raw Ed25519 public key, hex."""
+    node_id: str
+    signed_at: datetime
+    ingested_at: datetime
+    manifest: str
+    """The exact manifest bytes the signature covers (canonical JSON, so text)."""
+    signature: str
+    """Ed25519 signature over the signed manifest message, hex."""
+    environment: dict[str, Any] | None = None
+    fingerprint: dict[str, Any] | None = None
+
+
+class DuplicateSubmission(UserError):
+    """The bundle, or the run inside it, is already in the database."""
+
+
+_RUN_ID_LENGTH = RunRow.__table__.c.run_id.type.length
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,7 +170,12 @@ def open_store(url: str | Path | None = None) -> Store:
     try:
         if sqlite_file is not None:
             created_dirs = _make_parent_dirs(sqlite_file)
-        engine = create_engine(sqlalchemy_url, json_serializer=_json_dumps, json_deserializer=from_json)
+        if sqlalchemy_url.get_backend_name() == "sqlite":
+            engine = create_engine(sqlalchemy_url, json_serializer=_json_dumps, json_deserializer=from_json)
+        else:
+            engine = create_engine(
+                sqlalchemy_url, json_serializer=_json_dumps_strict, json_deserializer=_json_loads_strict
+            )
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         _prepare_schema(engine, shown)
@@ -207,25 +258,112 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _prepare_schema(engine: Engine, shown: str) -> None:
-    """Create the tables in an empty database, or check the schema version of an existing one.
+_PG_SCHEMA_LOCK = 0x61746F6D61  # "atoma": serializes concurrent first opens of one PostgreSQL database
 
-    Our own tables without a ``schema_version`` mean a first open that died half way (SQLite's Python
-    driver does not make DDL transactional); that is finished rather than refused.
+
+def _prepare_schema(engine: Engine, shown: str) -> None:
+    """Bring the database to the current schema, or refuse it with one clear line.
+
+    - nothing of ours yet: ``create_all``, stamp Alembic's head revision, write ``meta`` (no Alembic
+      import, so a new SQLite file opens in milliseconds);
+    - an Alembic revision: nothing to do at head; an older known one is upgraded to head; an unknown
+      one (a newer atomabench migrated it) is refused;
+    - our tables but no revision: made by ``create_all`` before migrations existed, or a first open
+      that died half way (SQLite's Python driver does not make DDL transactional). With the current
+      ``schema_version`` (or none) the missing tables are created and the database is stamped, but
+      only if Alembic then finds it identical to ``Base.metadata``; any other version is refused
+      (schema 3 and older cannot be converted).
     """
-    with engine.begin() as connection:
-        tables = set(inspect(connection).get_table_names())
-        found = None
-        if MetaRow.__tablename__ in tables:
-            found = connection.scalar(select(MetaRow.value).where(MetaRow.key == "schema_version"))
-        if found is not None and found != str(SCHEMA_VERSION):
+    with engine.connect() as connection:
+        if _is_current(connection):  # the common case: a plain read, no lock taken
+            return
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Alembic's SQLite batch mode rebuilds a table by DROP + RENAME; with foreign keys on,
+            # the DROP would cascade-delete every child row. Set before BEGIN: SQLite ignores it inside.
+            _raw_pragma(connection, "PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                if sqlite:
+                    # Python's sqlite3 runs DDL outside any transaction (one disk sync per CREATE, and a
+                    # crash leaves half a schema); an explicit BEGIN makes it all one atomic commit,
+                    # and IMMEDIATE makes concurrent first opens wait for each other (busy timeout)
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                elif connection.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
+                _prepare_on(connection, shown)
+        finally:
+            if sqlite:
+                try:
+                    _raw_pragma(connection, "PRAGMA foreign_keys=ON")
+                except Exception:  # never hand a connection without foreign keys back to the pool
+                    connection.invalidate()
+
+
+def _is_current(connection: Connection) -> bool:
+    """Whether the database is at the head revision with all its ``meta`` rows: nothing to prepare."""
+    try:
+        with connection.begin():
+            revision = connection.scalar(select(VERSION_TABLE.c.version_num))
+            meta = {key: value for key, value in connection.execute(select(MetaRow.key, MetaRow.value))}
+    except DBAPIError:  # no such table (a new database), or not a database at all: the full path says
+        return False
+    return (
+        revision == HEAD_REVISION
+        and meta.get("schema_version") == str(SCHEMA_VERSION)
+        and {"created_at", "atomabench_version"} <= meta.keys()
+    )
+
+
+def _raw_pragma(connection: Connection, pragma: str) -> None:
+    """A PRAGMA outside any transaction (SQLite ignores ``foreign_keys`` inside one)."""
+    connection.exec_driver_sql(pragma)
+    connection.commit()  # ends SQLAlchemy's autobegun transaction; pysqlite never sent a BEGIN
+
+
+def _prepare_on(connection: Connection, shown: str) -> None:
+    """The decisions of :func:`_prepare_schema`, inside its transaction."""
+    tables = set(inspect(connection).get_table_names())
+    revision = None
+    if VERSION_TABLE.name in tables:
+        revision = connection.scalar(select(VERSION_TABLE.c.version_num))
+    found = None
+    if MetaRow.__tablename__ in tables:
+        found = connection.scalar(select(MetaRow.value).where(MetaRow.key == "schema_version"))
+
+    if revision is not None and revision != HEAD_REVISION:
+        from atomabench.store import migrate
+
+        if revision not in migrate.known_revisions():
             raise UserError(
-                f"database has schema version {found}, but atomabench {atomabench.__version__} reads "
-                f"version {SCHEMA_VERSION}; use a new database file or the atomabench that wrote it",
+                f"database is at migration {revision}, which atomabench {atomabench.__version__} does "
+                "not know (a newer atomabench wrote it); upgrade atomabench or use a new database",
                 path=shown,
                 field="schema_version",
             )
-        foreign = tables - set(Base.metadata.tables)
+        migrate.upgrade(connection)
+        if (
+            connection.dialect.name == "sqlite"
+            and connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+        ):
+            raise UserError(
+                f"the migration to {HEAD_REVISION} broke foreign keys; the database was left as it was",
+                path=shown,
+                field="schema_version",
+            )
+        connection.execute(
+            update(MetaRow).where(MetaRow.key == "schema_version").values(value=str(SCHEMA_VERSION))
+        )
+    elif found is not None and found != str(SCHEMA_VERSION):
+        raise UserError(
+            f"database has schema version {found}, but atomabench {atomabench.__version__} reads "
+            f"version {SCHEMA_VERSION}; use a new database file or the atomabench that wrote it",
+            path=shown,
+            field="schema_version",
+        )
+    elif revision is None:
+        ours = tables & set(Base.metadata.tables)
+        foreign = tables - set(Base.metadata.tables) - {VERSION_TABLE.name}
         if found is None and foreign:
             raise UserError(
                 f"database holds other tables ({', '.join(sorted(foreign)[:3])}) and no atomabench "
@@ -234,15 +372,44 @@ def _prepare_schema(engine: Engine, shown: str) -> None:
                 field="db",
             )
         Base.metadata.create_all(connection)  # creates only what is missing
-        if found is None:
-            connection.execute(
-                insert(MetaRow),
-                [
-                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                    {"key": "created_at", "value": datetime.now(UTC).isoformat()},
-                    {"key": "atomabench_version", "value": atomabench.__version__},
-                ],
-            )
+        if ours:
+            _require_current_tables(connection, shown)
+        stamp_head(connection)
+    _write_meta(connection)
+
+
+def _require_current_tables(connection: Connection, shown: str) -> None:
+    """Refuse to stamp tables that are not exactly the current schema (Alembic compares them)."""
+    from atomabench.store import migrate
+
+    differences = migrate.schema_differences(connection)
+    if differences:
+        raise UserError(
+            f"database tables differ from schema version {SCHEMA_VERSION} ({_one_line_diff(differences[0])}"
+            f"{f' and {len(differences) - 1} more' if len(differences) > 1 else ''}); use a new database",
+            path=shown,
+            field="schema_version",
+        )
+
+
+def _one_line_diff(difference: Any) -> str:
+    """Alembic's diff tuples name the operation first, then the table or column concerned."""
+    parts = difference[0] if isinstance(difference, list) else difference
+    name = getattr(parts[-1], "name", None) if len(parts) > 1 else None
+    return f"{parts[0]} {name}" if name else str(parts[0])
+
+
+def _write_meta(connection: Connection) -> None:
+    """The ``meta`` rows that are missing (all of them in a new database, or after a bare upgrade)."""
+    present = set(connection.scalars(select(MetaRow.key)))
+    wanted = {
+        "schema_version": str(SCHEMA_VERSION),
+        "created_at": datetime.now(UTC).isoformat(),
+        "atomabench_version": atomabench.__version__,
+    }
+    missing = [{"key": key, "value": value} for key, value in wanted.items() if key not in present]
+    if missing:
+        connection.execute(insert(MetaRow), missing)
 
 
 @contextmanager
@@ -268,7 +435,69 @@ def _json_dumps(value: Any) -> str:
     Floats are written in their shortest exact form and read back bit-identical (pydantic-core), and
     NaN stays NaN as with Python's ``json``. Records, tuples and dicts are accepted as they are.
     """
-    return to_json(value, inf_nan_mode="constants").decode()
+    text = to_json(value, inf_nan_mode="constants")
+    if b"null" in text:  # see _json_with_nonfinite
+        text = to_json(to_jsonable_python(value, inf_nan_mode="constants"), inf_nan_mode="constants")
+    return text.decode()
+
+
+def _json_with_nonfinite(value: Any) -> bytes:
+    """``to_json`` that keeps NaN and ±Infinity inside records too.
+
+    A record serialises its non-finite floats as ``null`` whatever ``inf_nan_mode`` says (its own
+    config wins), so a -inf logprob would come back as None and fail validation. Output without any
+    ``null`` (per-token times and logprobs nearly always) is final after one pass; otherwise the
+    value goes through ``to_jsonable_python``, which keeps the floats, and is written again.
+    """
+    text = to_json(value, inf_nan_mode="constants")
+    if b"null" in text:
+        text = to_json(to_jsonable_python(value, inf_nan_mode="constants"), inf_nan_mode="constants")
+    return text
+
+
+_NONFINITE = "$nonfinite"
+"""Key of the object that stands for NaN or ±Infinity in JSON on databases that validate JSON."""
+
+
+def _json_dumps_strict(value: Any) -> str:
+    """JSON that PostgreSQL accepts: it rejects the NaN and Infinity tokens Python and SQLite allow.
+
+    A non-finite float (a -inf logprob, a NaN in a telemetry summary) becomes ``{"$nonfinite":
+    "NaN" | "Infinity" | "-Infinity"}`` and is turned back into the float on reading, so a record
+    reads back the same on every database. Values without such floats (nearly all) take one pass.
+    """
+    text = _json_with_nonfinite(value)
+    if b"NaN" not in text and b"Infinity" not in text:  # cheap test; strings may trigger a harmless walk
+        return text.decode()
+    return to_json(_tag_nonfinite(to_jsonable_python(value, inf_nan_mode="constants"))).decode()
+
+
+def _json_loads_strict(raw: str | bytes) -> Any:
+    value = from_json(raw)
+    marker: str | bytes = f'"{_NONFINITE}"' if isinstance(raw, str) else f'"{_NONFINITE}"'.encode()
+    return _untag_nonfinite(value) if marker in raw else value
+
+
+def _tag_nonfinite(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {_NONFINITE: "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")}
+    if isinstance(value, dict):
+        return {key: _tag_nonfinite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tag_nonfinite(item) for item in value]
+    return value
+
+
+def _untag_nonfinite(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(_NONFINITE), str):
+            return float(value[_NONFINITE])
+        return {key: _untag_nonfinite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_untag_nonfinite(item) for item in value]
+    return value
 
 
 def _one_line(exc: BaseException) -> str:
@@ -316,37 +545,8 @@ class Store:
 
     def start_run(self, run: RunInfo) -> None:
         """Record a run and its hardware before the first scenario, so a crash still leaves a trace."""
-        hardware = run.hardware
         with self._sessions.begin() as session:
-            if session.get(RunRow, run.run_id) is not None:
-                raise UserError(f"run {run.run_id!r} is already stored", path=self.url, field="run_id")
-            session.add(
-                RunRow(
-                    run_id=run.run_id,
-                    suite=run.suite,
-                    suite_path=run.suite_path,
-                    backend=run.backend,
-                    model=run.model,
-                    backend_settings=to_jsonable_python(run.backend_settings),
-                    started_at=run.started_at,
-                    ended_at=run.ended_at,
-                    status=run.status,
-                    atomabench_version=run.atomabench_version,
-                )
-            )
-            # no ORM relationships, so nothing orders the two inserts for the foreign key but this flush
-            session.flush()
-            session.add(
-                HardwareRow(
-                    run_id=run.run_id,
-                    profile_id=hardware.profile_id,
-                    device_name=hardware.device_name,
-                    gpu_count=hardware.gpu_count,
-                    accelerator=hardware.accelerator,
-                    cpu_model=hardware.cpu_model,
-                    info=hardware.model_dump(mode="json"),
-                )
-            )
+            self._insert_run(session, run)
 
     def add_scenario(self, run_id: str, result: ScenarioResult) -> int:
         """Store one finished scenario with all its requests and latency stats; returns its row id.
@@ -361,19 +561,99 @@ class Store:
                     ScenarioRow.run_id == run_id
                 )
             )
-            row = ScenarioRow(run_id=run_id, position=position, **_scenario_columns(result))
-            session.add(row)
-            session.flush()
-            scenario_id = row.id
-            with _gc_paused():
-                if result.records:
-                    session.execute(insert(RequestRow), _request_rows(scenario_id, result.records))
-                session.execute(insert(LatencyStatRow), _latency_rows(scenario_id, result.metrics))
-                if result.determinism:
-                    session.execute(
-                        insert(DeterminismRow), _determinism_rows(scenario_id, result.determinism)
-                    )
-        return scenario_id
+            return _insert_scenario(session, run_id, position, result)
+
+    def import_run(self, result: RunResult) -> None:
+        """Store a whole run at once, in one transaction, so that ``get_run`` gives back an equal one.
+
+        For runs made elsewhere (a leaderboard ingesting a submission): run, hardware, scenarios,
+        requests, latency stats and determinism results, with the run's own status and end time.
+        """
+        with self._sessions.begin() as session:
+            self._import_run(session, result)
+
+    def add_submission(self, result: RunResult, submission: Submission) -> None:
+        """Import a verified submitted run and record who signed it, both or neither.
+
+        Raises :class:`DuplicateSubmission` when the bundle or the run is already stored (checked
+        first, and again by the unique constraints should two ingests race).
+        """
+        if submission.run_id != result.run.run_id:
+            raise ValueError(f"submission is for run {submission.run_id!r}, not {result.run.run_id!r}")
+        try:
+            with self._sessions.begin() as session:
+                self._refuse_duplicate(session, submission)
+                self._import_run(session, result)
+                session.add(SubmissionRow(**submission.model_dump()))
+        except IntegrityError:
+            with self._sessions() as session:
+                self._refuse_duplicate(session, submission)
+            raise
+
+    def list_submissions(self) -> list[Submission]:
+        """Every ingested submission, oldest first."""
+        with self._sessions() as session:
+            rows = session.scalars(select(SubmissionRow).order_by(SubmissionRow.id)).all()
+            return [
+                Submission.model_validate({name: getattr(row, name) for name in Submission.model_fields})
+                for row in rows
+            ]
+
+    def _import_run(self, session: Session, result: RunResult) -> None:
+        self._insert_run(session, result.run)
+        for position, scenario in enumerate(result.scenarios):
+            _insert_scenario(session, result.run.run_id, position, scenario)
+
+    def _refuse_duplicate(self, session: Session, submission: Submission) -> None:
+        if session.scalar(
+            select(SubmissionRow.run_id).where(SubmissionRow.bundle_sha256 == submission.bundle_sha256)
+        ):
+            raise DuplicateSubmission(
+                f"bundle {submission.bundle_sha256[:16]} was already ingested", path=self.url, field="bundle"
+            )
+        if session.get(RunRow, submission.run_id) is not None:
+            raise DuplicateSubmission(
+                f"run {submission.run_id!r} is already stored", path=self.url, field="run_id"
+            )
+
+    def _insert_run(self, session: Session, run: RunInfo) -> None:
+        if session.get(RunRow, run.run_id) is not None:
+            raise UserError(f"run {run.run_id!r} is already stored", path=self.url, field="run_id")
+        if not run.run_id or len(run.run_id) > _RUN_ID_LENGTH:
+            raise UserError(
+                f"a run id must have 1 to {_RUN_ID_LENGTH} characters, not {len(run.run_id)}",
+                path=self.url,
+                field="run_id",
+            )
+        hardware = run.hardware
+        session.add(
+            RunRow(
+                run_id=run.run_id,
+                suite=run.suite,
+                suite_path=run.suite_path,
+                backend=run.backend,
+                model=run.model,
+                backend_settings=to_jsonable_python(run.backend_settings),
+                started_at=run.started_at,
+                ended_at=run.ended_at,
+                status=run.status,
+                atomabench_version=run.atomabench_version,
+            )
+        )
+        # no ORM relationships, so nothing orders the two inserts for the foreign key but this flush
+        session.flush()
+        session.add(
+            HardwareRow(
+                run_id=run.run_id,
+                profile_id=hardware.profile_id,
+                device_name=hardware.device_name,
+                gpu_count=hardware.gpu_count,
+                accelerator=hardware.accelerator,
+                cpu_model=hardware.cpu_model,
+                info=_jsonable(hardware),
+            )
+        )
+        session.flush()
 
     def finish_run(self, run_id: str, status: RunStatus, ended_at: datetime) -> None:
         """Mark a run completed, interrupted or failed (the runner calls this from its ``finally``)."""
@@ -386,12 +666,18 @@ class Store:
             )
 
     def delete_run(self, run_id: str) -> str:
-        """Delete a run (exact id or unique prefix) with everything under it; returns the full id."""
+        """Delete a run (exact id or unique prefix) with everything under it; returns the full id.
+
+        Its submission record goes too, so a deleted run can be ingested again.
+        """
         with self._sessions.begin() as session:
             full_id = self._resolve(session, run_id)
             scenario_ids = select(ScenarioRow.id).where(ScenarioRow.run_id == full_id)
-            session.execute(delete(RequestRow).where(RequestRow.scenario_id.in_(scenario_ids)))
-            session.execute(delete(LatencyStatRow).where(LatencyStatRow.scenario_id.in_(scenario_ids)))
+            # explicit, not left to ON DELETE CASCADE: SQLite only cascades with foreign_keys=ON,
+            # which a database opened by another tool may not have set
+            for table in (RequestRow, LatencyStatRow, DeterminismRow, TelemetrySampleRow):
+                session.execute(delete(table).where(table.scenario_id.in_(scenario_ids)))
+            session.execute(delete(SubmissionRow).where(SubmissionRow.run_id == full_id))
             session.execute(delete(ScenarioRow).where(ScenarioRow.run_id == full_id))
             session.execute(delete(HardwareRow).where(HardwareRow.run_id == full_id))
             session.execute(delete(RunRow).where(RunRow.run_id == full_id))
@@ -481,7 +767,7 @@ class Store:
             host_to_device_gbs=None if result.host_to_device is None else result.host_to_device.gbs,
             launch_latency_us=result.launch_latency_us,
             peak_tflops=result.peak_tflops(),
-            result=result.model_dump(mode="json"),
+            result=_jsonable(result),
         )
         with self._sessions.begin() as session:
             session.add(row)
@@ -546,8 +832,10 @@ class Store:
         frame = pd.DataFrame.from_records([dict(row) for row in rows], columns=columns)
         frame["scenario_position"] = frame["scenario_position"].astype("int64")
         for name in fields:
-            integer = name in ("gpu_index", "throttle_reasons", "sm_clock_mhz", "memory_clock_mhz")
-            frame[name] = frame[name].astype("Int64" if integer else "float64")
+            integer = name in ("gpu_index", "sm_clock_mhz", "memory_clock_mhz")
+            # the NVML mask is unsigned 64-bit: bit 63 ("unknown reason") does not fit Int64
+            dtype = "UInt64" if name == "throttle_reasons" else "Int64" if integer else "float64"
+            frame[name] = frame[name].astype(dtype)
         return frame
 
     # ---- DataFrames and export -------------------------------------------------------------------
@@ -565,6 +853,13 @@ class Store:
 
         with self._sessions() as session:
             return frames.scenarios_frame(session, self._resolve_many(session, run_ids))
+
+    def report_frames(self, run_ids: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+        """Settings, hardware, serving metrics and determinism rows for reports, without records."""
+        from atomabench.store import frames
+
+        with self._sessions() as session:
+            return frames.report_frames(session, self._resolve_many(session, run_ids))
 
     def requests_frame(self, run_id: str | Sequence[str] | None = None) -> pd.DataFrame:
         """One row per request of a run (or of several, or of all); token times stay lists."""
@@ -647,6 +942,21 @@ def scenario_summary() -> Subquery:
 # Records → rows
 
 
+def _insert_scenario(session: Session, run_id: str, position: int, result: ScenarioResult) -> int:
+    """One scenario with its requests, latency stats and determinism results; returns its row id."""
+    row = ScenarioRow(run_id=run_id, position=position, **_scenario_columns(result))
+    session.add(row)
+    session.flush()
+    scenario_id = row.id
+    with _gc_paused():
+        if result.records:
+            session.execute(insert(RequestRow), _request_rows(scenario_id, result.records))
+        session.execute(insert(LatencyStatRow), _latency_rows(scenario_id, result.metrics))
+        if result.determinism:
+            session.execute(insert(DeterminismRow), _determinism_rows(scenario_id, result.determinism))
+    return scenario_id
+
+
 def _scenario_columns(result: ScenarioResult) -> dict[str, Any]:
     metrics, memory, energy = result.metrics, result.memory, result.energy
     return {
@@ -669,9 +979,11 @@ def _scenario_columns(result: ScenarioResult) -> dict[str, Any]:
         **{name: getattr(metrics, name) for name in _METRIC_INTS},
         "telemetry_summary": to_jsonable_python(result.telemetry),
         "roofline": to_jsonable_python(result.roofline),
+        **{name: _optional_float(getattr(metrics, name)) for name in _OPTIONAL_METRIC_FLOATS},
+        "serving": to_jsonable_python(result.serving),
         "determinism_tier": None if result.determinism_summary is None else result.determinism_summary.tier,
         "determinism_summary": (
-            None if result.determinism_summary is None else result.determinism_summary.model_dump(mode="json")
+            None if result.determinism_summary is None else _jsonable(result.determinism_summary)
         ),
     }
 
@@ -730,6 +1042,7 @@ def _request_rows(scenario_id: int, records: Sequence[RequestRecord]) -> list[di
             "output_hash": record.output_hash,
             "batch_size": record.batch_size,
             "batch_position": record.batch_position,
+            "token_count_source": record.token_count_source,
             # tuples and TokenLogprobs records go to the JSON serializer as they are, no Python copies
             "token_times": record.token_times,
             "output_token_ids": record.output_token_ids,
@@ -755,6 +1068,15 @@ def _latency_rows(scenario_id: int, metrics: ScenarioMetrics) -> list[dict[str, 
             if value is not None
         )
     return rows
+
+
+def _jsonable(record: BaseModel) -> Any:
+    """``model_dump(mode="json")`` but with NaN and ±Infinity kept as floats (records turn them into None)."""
+    return to_jsonable_python(record, inf_nan_mode="constants")
+
+
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else _nan_to_null(value)
 
 
 def _nan_to_null(value: float) -> float | None:
@@ -847,6 +1169,7 @@ def _scenario_result(
         **{name: _null_to_nan(getattr(row, name)) for name in _REQUIRED_METRIC_FLOATS},
         **{name: getattr(row, name) for name in _METRIC_INTS},
         **{metric: _latency_stats(stats.get(metric, {})) for metric in LATENCY_METRICS},
+        **{name: getattr(row, name) for name in _OPTIONAL_METRIC_FLOATS},
     )
     energy = None
     if row.energy_source is not None:
@@ -876,6 +1199,7 @@ def _scenario_result(
         determinism=determinism,
         telemetry=row.telemetry_summary,
         roofline=row.roofline,
+        serving=row.serving,
         determinism_summary=(
             None
             if row.determinism_summary is None

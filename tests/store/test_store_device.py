@@ -21,6 +21,7 @@ from atomabench.hardware.telemetry import TelemetrySample
 from atomabench.store import Store, open_store
 
 from .factories import make_run, make_scenario
+from .sql import fetch_all, row_count
 
 
 def make_profile_result(hour: int = 12, *, device_name: str = "NVIDIA H100 80GB HBM3") -> DeviceProfileResult:
@@ -65,7 +66,7 @@ def make_profile_result(hour: int = 12, *, device_name: str = "NVIDIA H100 80GB 
     )
 
 
-def test_device_profiles_round_trip_newest_first(store: Store, db_path: Path) -> None:
+def test_device_profiles_round_trip_newest_first(store: Store) -> None:
     older, newer = make_profile_result(12), make_profile_result(13, device_name="NVIDIA H100 PCIe")
 
     first_id = store.add_device_profile(older)
@@ -75,17 +76,17 @@ def test_device_profiles_round_trip_newest_first(store: Store, db_path: Path) ->
         StoredDeviceProfile(id=second_id, result=newer),
         StoredDeviceProfile(id=first_id, result=older),
     ]
-    with sqlite3.connect(db_path) as connection:
-        row = connection.execute(
-            "SELECT device, device_name, profile_id, quick, memory_bandwidth_gbs, host_to_device_gbs, "
-            "launch_latency_us, peak_tflops FROM device_profiles WHERE id = ?",
-            (first_id,),
-        ).fetchone()
+    [row] = fetch_all(
+        store,
+        "SELECT device, device_name, profile_id, quick, memory_bandwidth_gbs, host_to_device_gbs, "
+        "launch_latency_us, CAST(peak_tflops AS TEXT) FROM device_profiles WHERE id = :id",
+        id=first_id,
+    )
     assert row == (
         "cuda",
         "NVIDIA H100 80GB HBM3",
         "h100-sxm",
-        0,
+        False,
         2800.0,
         25.0,
         4.0,
@@ -170,7 +171,7 @@ def test_empty_telemetry_frame_has_the_same_columns_and_dtypes(store: Store) -> 
     frame = store.telemetry_frame(run.run_id)
 
     assert len(frame) == 0 and len(frame.columns) == 15
-    assert frame.dtypes["t"] == "float64" and frame.dtypes["throttle_reasons"] == "Int64"
+    assert frame.dtypes["t"] == "float64" and frame.dtypes["throttle_reasons"] == "UInt64"
 
 
 def test_telemetry_needs_a_stored_scenario_and_a_known_run(store: Store) -> None:
@@ -181,24 +182,27 @@ def test_telemetry_needs_a_stored_scenario_and_a_known_run(store: Store) -> None
         store.telemetry_frame("nope")
 
 
-def test_deleting_a_run_deletes_its_telemetry(store: Store, db_path: Path) -> None:
+def test_deleting_a_run_deletes_its_telemetry(store: Store) -> None:
     run = make_run()
     store.start_run(run)
     store.add_telemetry(store.add_scenario(run.run_id, make_scenario()), samples())
 
     store.delete_run(run.run_id)
 
-    with sqlite3.connect(db_path) as connection:
-        assert connection.execute("SELECT count(*) FROM telemetry_samples").fetchone() == (0,)
+    assert row_count(store, "telemetry_samples") == 0
 
 
-def test_an_older_database_gains_the_new_tables_on_open(db_path: Path) -> None:
+def test_a_schema_4_database_from_before_migrations_gains_the_new_tables_on_open(db_path: Path) -> None:
+    """``create_all`` without ``alembic_version``, tables added later within schema 4: completed, stamped."""
     with open_store(db_path) as store:
         store.start_run(make_run())
     with sqlite3.connect(db_path) as connection:
+        connection.execute("DROP TABLE alembic_version")
         connection.execute("DROP TABLE device_profiles")
         connection.execute("DROP TABLE telemetry_samples")
 
     with open_store(db_path) as reopened:
         assert reopened.add_device_profile(make_profile_result()) == 1
         assert reopened.list_runs()[0].run_id == "run-0001"
+    with sqlite3.connect(db_path) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]

@@ -21,6 +21,7 @@ EXPECTED_SCENARIO_COLUMNS = [
     "scenario", "kind", "valid",
     "duration_s", "completed", "failed", "total_input_tokens", "total_output_tokens",
     "request_throughput", "output_throughput", "total_token_throughput", "peak_output_throughput",
+    "goodput", "slo_attainment", "peak_concurrency", "mean_concurrency",
     "ttft_ms_mean", "ttft_ms_std", "ttft_ms_p50", "ttft_ms_p90", "ttft_ms_p95", "ttft_ms_p99",
     "tpot_ms_mean", "tpot_ms_std", "tpot_ms_p50", "tpot_ms_p90", "tpot_ms_p95", "tpot_ms_p99",
     "itl_ms_mean", "itl_ms_std", "itl_ms_p50", "itl_ms_p90", "itl_ms_p95", "itl_ms_p99",
@@ -46,7 +47,7 @@ def test_scenarios_frame_has_exactly_the_agreed_columns(filled: Store) -> None:
     frame = filled.scenarios_frame()
 
     assert list(frame.columns) == EXPECTED_SCENARIO_COLUMNS
-    assert len(EXPECTED_SCENARIO_COLUMNS) == 52
+    assert len(EXPECTED_SCENARIO_COLUMNS) == 56
 
 
 def test_scenarios_frame_values(filled: Store) -> None:

@@ -15,18 +15,19 @@ from atomabench.records import SCHEMA_VERSION
 from atomabench.store import Store, open_store
 
 from .factories import make_run, make_scenario
+from .sql import fetch_all
 
 
 def _files_under(folder: Path) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
 
 
-def test_a_file_database_is_in_wal_mode_with_foreign_keys_on(store: Store, db_path: Path) -> None:
-    with sqlite3.connect(db_path) as connection:
+def test_a_file_database_is_in_wal_mode_with_foreign_keys_on(db_path: Path) -> None:
+    with open_store(db_path) as store, sqlite3.connect(db_path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    with store._engine.connect() as connection:  # every pooled connection gets both pragmas
-        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
-        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        with store._engine.connect() as pooled:  # every pooled connection gets both pragmas
+            assert pooled.execute(text("PRAGMA foreign_keys")).scalar() == 1
+            assert pooled.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 
 
 def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
@@ -65,9 +66,8 @@ def test_in_memory_sqlite_works() -> None:
         assert opened.get_run("run-0001").scenarios[0].name == "chat"
 
 
-def test_a_new_database_records_its_schema_version(store: Store, db_path: Path) -> None:
-    with sqlite3.connect(db_path) as connection:
-        meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+def test_a_new_database_records_its_schema_version(store: Store) -> None:
+    meta = dict(fetch_all(store, "SELECT key, value FROM meta"))
 
     assert meta["schema_version"] == str(SCHEMA_VERSION)
     assert meta["atomabench_version"] == "0.1.0"
@@ -223,9 +223,11 @@ def test_store_is_a_context_manager(db_path: Path) -> None:
 
 
 def test_a_first_open_that_died_before_writing_meta_is_finished(db_path: Path) -> None:
+    """Before migrations a first open ran its DDL outside a transaction and could die half way."""
     open_store(db_path).close()
     with sqlite3.connect(db_path) as connection:
         connection.execute("DELETE FROM meta")
+        connection.execute("DROP TABLE alembic_version")
         connection.execute("DROP TABLE latency_stats")
 
     with open_store(db_path) as reopened:
@@ -238,7 +240,7 @@ def test_a_first_open_that_died_before_writing_meta_is_finished(db_path: Path) -
 
 
 def test_the_schema_compiles_for_postgresql() -> None:
-    """PostgreSQL is not available in tests; at least the DDL must render with the intended types."""
+    """The DDL renders with the intended types even where no server runs (tests/store runs on one too)."""
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 

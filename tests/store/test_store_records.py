@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,11 +16,7 @@ from atomabench.records import RunResult
 from atomabench.store import RunSummary, Store, open_store
 
 from .factories import T0, make_hardware, make_metrics, make_request, make_run, make_scenario
-
-
-def _row_count(db_path: Path, table: str) -> int:
-    with sqlite3.connect(db_path) as connection:
-        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+from .sql import row_count
 
 
 def test_round_trip_rebuilds_the_exact_records(store: Store) -> None:
@@ -204,7 +198,7 @@ def test_writing_to_an_unknown_or_duplicate_run_is_a_user_error(store: Store) ->
         store.finish_run("run-9999", "completed", T0)
 
 
-def test_delete_run_removes_every_row_under_it(store: Store, db_path: Path) -> None:
+def test_delete_run_removes_every_row_under_it(store: Store) -> None:
     store.start_run(make_run("keep"))
     store.start_run(make_run("drop-me", hours_after_t0=1))
     store.add_scenario("keep", make_scenario())
@@ -214,28 +208,24 @@ def test_delete_run_removes_every_row_under_it(store: Store, db_path: Path) -> N
     assert store.delete_run("drop") == "drop-me"
 
     assert [summary.run_id for summary in store.list_runs()] == ["keep"]
-    assert {table: _row_count(db_path, table) for table in ("runs", "hardware", "scenarios", "requests")} == {
+    assert {table: row_count(store, table) for table in ("runs", "hardware", "scenarios", "requests")} == {
         "runs": 1,
         "hardware": 1,
         "scenarios": 1,
         "requests": 2,
     }
     # 4 metrics: ttft 5 scalars + 4 pcts, tpot 5 + 3, itl 5 + 4, e2el count + mean
-    assert _row_count(db_path, "latency_stats") == 9 + 8 + 9 + 2
+    assert row_count(store, "latency_stats") == 9 + 8 + 9 + 2
     with pytest.raises(UserError):
         store.delete_run("drop-me")
 
 
-def test_ten_thousand_requests_are_stored_well_under_a_second(store: Store) -> None:
+def test_ten_thousand_requests_round_trip(store: Store) -> None:
+    """Bulk storage keeps every record exactly (its speed target is tests/benchmarks/test_store_bench.py)."""
     records = tuple(make_request(index, output_token_ids=tuple(range(64))) for index in range(10_000))
     scenario = make_scenario(records=records)
     store.start_run(make_run())
-
-    started = time.perf_counter()
     store.add_scenario("run-0001", scenario)
-    elapsed = time.perf_counter() - started
-
-    assert elapsed < 1.0, f"storing 10k requests took {elapsed:.2f} s"
     assert store.get_run("run-0001").scenarios[0].records == records
 
 
