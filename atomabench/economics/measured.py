@@ -1,8 +1,9 @@
 """Reading measured results (``Store.scenarios_frame()``) for the economics models.
 
-Only rows of valid scenarios from completed or interrupted runs count. There is no goodput column in
-the store yet, so "goodput at the SLO" means the output throughput of a scenario whose p99 TTFT and
-p99 TPOT both meet the SLO: every request of such a scenario is taken to be good.
+Only rows of valid scenarios from completed or interrupted runs count. "Throughput at the SLO" means
+the output throughput of a scenario whose p99 TTFT and p99 TPOT both meet the pricing SLO, so that
+offline and single-stream results (which carry no per-request SLO) price the same way as server
+loads; the per-request ``goodput`` column of server scenarios is shown beside it by the report.
 """
 
 from __future__ import annotations
@@ -59,5 +60,10 @@ def input_throughput(frame: pd.DataFrame) -> pd.Series:
 
 
 def model_ids(frame: pd.DataFrame, catalogue: Catalogue) -> pd.Series:
-    """The catalogue id of each row's model, or the stored name where the catalogue lacks it."""
-    return frame["model"].map(lambda name: found.id if (found := catalogue.find(str(name))) else str(name))
+    """The catalogue id of each row's model, or the stored name where the catalogue lacks it.
+
+    Looked up once per distinct name: a leaderboard frame repeats a handful of models many times.
+    """
+    names = {str(name) for name in frame["model"].unique()}
+    ids = {name: found.id if (found := catalogue.find(name)) else name for name in names}
+    return frame["model"].map(lambda name: ids[str(name)])
