@@ -34,6 +34,7 @@ def backend_config_for(
     dtype: str | None = None,
     device: str | None = None,
     threads: int | None = None,
+    options: dict | None = None,
 ) -> BackendConfig:
     """Command-line values win over the suite's ``[backend]`` table, which wins over defaults."""
     suggested = suite.backend
@@ -44,7 +45,29 @@ def backend_config_for(
         dtype=dtype or suggested.dtype or defaults.dtype,
         device=device or suggested.device or defaults.device,
         threads=threads or suggested.threads,
+        options={**suggested.options, **(options or {})},
     )
+
+
+def parse_engine_options(pairs: list[str]) -> dict:
+    """``["max_num_seqs=64", "api=chat"]`` → ``{"max_num_seqs": 64, "api": "chat"}``.
+
+    A value that parses as a TOML value (number, boolean, quoted string, array) is taken as that;
+    anything else is kept as text, so ``url=http://host:8000/v1`` needs no quoting.
+    """
+    import tomllib
+
+    options: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"engine option {pair!r} is not KEY=VALUE", field="option")
+        try:
+            options[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key] = raw
+    return options
 
 
 def run(
@@ -55,16 +78,20 @@ def run(
     dtype: str | None = None,
     device: str | None = None,
     threads: int | None = None,
+    options: dict | None = None,
     db: str | None = None,
     observer: RunObserver | None = None,
 ) -> RunResult:
-    """Run a suite (a bundled name, a TOML path or a ``Suite``) and return the stored result."""
+    """Run a suite (a bundled name, a TOML path or a ``Suite``) and return the stored result.
+
+    ``options`` are engine options (``BackendConfig.options``), e.g. ``{"url": ...}`` for openai-http.
+    """
     from atomabench.runner import run_suite
     from atomabench.store import open_store
 
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     config = backend_config_for(
-        loaded, backend=backend, model=model, dtype=dtype, device=device, threads=threads
+        loaded, backend=backend, model=model, dtype=dtype, device=device, threads=threads, options=options
     )
     with open_store(db) as store:
         return run_suite(loaded, config, store, observer=observer)
@@ -181,21 +208,25 @@ def fingerprint(
 def verify(
     claims_path: str,
     *,
-    epsilon: float = 0.1,
+    epsilon: float | None = None,
     model: str | None = None,
     backend: str | None = None,
     dtype: str | None = None,
     device: str | None = None,
     threads: int | None = None,
 ):
-    """Re-score another node's claimed tokens here; one report per claim."""
+    """Re-score another node's claimed tokens here; one report per claim.
+
+    ``epsilon`` None takes the engine's default (``determinism.verify.ENGINE_EPSILON``).
+    """
     from pathlib import Path
 
-    from atomabench.determinism.verify import load_claims, verify_claim
+    from atomabench.determinism.verify import default_epsilon, load_claims, verify_claim
 
     claims = load_claims(Path(claims_path))
-    engine, _ = _loaded_backend(model, backend, dtype, device, threads)
+    engine, info = _loaded_backend(model, backend, dtype, device, threads)
+    width = default_epsilon(info.kind) if epsilon is None else epsilon
     try:
-        return [verify_claim(engine, claim, epsilon) for claim in claims]
+        return [verify_claim(engine, claim, width) for claim in claims]
     finally:
         engine.close()

@@ -71,12 +71,30 @@ def run(
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="openai-http: the server's base URL, e.g. http://127.0.0.1:8000/v1.")
+    ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="openai-http: local tokenizer that builds and counts prompts (default: bundled)."),
+    ] = None,
+    api_kind: Annotated[
+        str | None, typer.Option("--api", help="openai-http: completions (default) or chat.")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option", "-o", help="Engine option KEY=VALUE (VALUE read as TOML, else text); repeatable."
+        ),
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run a suite on this machine, store every result, and print a summary (and verdict, if any)."""
     from atomabench.workloads.suite import load_suite
 
+    options = api.parse_engine_options(option or [])
+    options.update({k: v for k, v in (("url", url), ("tokenizer", tokenizer), ("api", api_kind)) if v})
     run_and_render(
         load_suite(suite),
         json_output,
@@ -85,6 +103,7 @@ def run(
         dtype=dtype,
         device=device,
         threads=threads,
+        options=options,
         db=db,
     )
 
@@ -113,8 +132,8 @@ def run_and_render(loaded: Suite, json_output: bool, **options: Any) -> None:
         return
     console.stdout.print(console.scenario_table(result))
     for scenario in result.scenarios:
-        if scenario.determinism_summary is not None:
-            console.stdout.print(console.determinism_table(scenario))
+        for table in console.scenario_details(scenario):
+            console.stdout.print(table)
     if verdict is not None:
         console.stdout.print(console.verdict_table(verdict))
     console.stdout.print(
@@ -194,9 +213,27 @@ def suites_show(
     rows = []
     for scenario in loaded.scenarios:
         row = scenario.model_dump(mode="json", exclude={"description"})
+        row["load"] = _load_summary(row)
+        if row.get("dataset") not in (None, "synthetic"):
+            row["input_tokens"] = row["dataset"]
         rows.append({key: _compact(value) for key, value in row.items()})
-    columns = ["name", "kind", "num_requests", "batch_size", "input_tokens", "output_tokens", "batch_sizes"]
+    columns = ["name", "kind", "num_requests", "batch_size", "load", "input_tokens", "output_tokens"]
+    if any(s.kind == "determinism" for s in loaded.scenarios):
+        columns.append("batch_sizes")
     console.stdout.print(console.rows_table(f"suite {loaded.name} ({loaded.path})", rows, columns))
+
+
+def _load_summary(row: dict) -> str | None:
+    """'poisson 1 req/s', 'all at once ≤8', 'sweep 3 points': how a server or sweep scenario loads."""
+    if row["kind"] == "sweep":
+        return f"sweep {row['points']} points" + (
+            f" ≤{row['max_concurrency']}" if row["max_concurrency"] else ""
+        )
+    if row["kind"] != "server":
+        return None
+    rate = row["rate"]
+    text = "all at once" if rate is None else f"{row['arrival']} {rate:g} req/s"
+    return text + (f" ≤{row['max_concurrency']}" if row["max_concurrency"] else "")
 
 
 # ------------------------------------------------------------------------------------------- results
@@ -262,8 +299,8 @@ def results_show(
     )
     console.stdout.print(console.scenario_table(result))
     for scenario in result.scenarios:
-        if scenario.determinism_summary is not None:
-            console.stdout.print(console.determinism_table(scenario))
+        for table in console.scenario_details(scenario):
+            console.stdout.print(table)
 
 
 @results_app.command("export")
@@ -292,10 +329,14 @@ def _register_rooms() -> None:
     from atomabench.determinism.cli import register as register_determinism
     from atomabench.economics.cli import register as register_economics
     from atomabench.hardware.profile_cli import register as register_profile
+    from atomabench.report.cli import register as register_report
+    from atomabench.submit.cli import register as register_submit
 
     register_profile(app)
     register_determinism(app)
     register_economics(app)
+    register_report(app)
+    register_submit(app)
 
 
 _register_rooms()

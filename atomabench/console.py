@@ -67,12 +67,99 @@ def scenario_table(run: RunResult, title: str | None = None) -> Table:
     for label, attr in (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2EL", "e2el_ms")):
         for key in ("p50", "p99"):
             row(f"{label} {key} ms", lambda s, a=attr, k=key: _ms(getattr(s.metrics, a), k))
+    if any(s.metrics.goodput is not None for s in run.scenarios):
+        row("goodput req/s (SLO met)", _goodput)
+    if any(s.serving for s in run.scenarios):
+        row("arrival (target req/s)", _arrival)
+        row("concurrency peak / mean", _concurrency)
     row("peak host RSS", lambda s: _bytes(s.memory.peak_host_rss_bytes))
     row("peak device memory", lambda s: _bytes(s.memory.peak_device_bytes))
     row("energy J / output token", _energy)
     row("MBU decode / MFU prefill", _roofline)
     row("valid", lambda s: "yes" if s.valid else f"[red]no[/red]: {s.invalid_reason}")
     table.caption = "TTFT, TPOT, ITL, E2EL as vLLM bench serve defines them (docs/metrics.md)"
+    return table
+
+
+def _goodput(scenario: ScenarioResult) -> str:
+    m = scenario.metrics
+    if m.goodput is None:
+        return "-"
+    return f"{m.goodput:,.3f} ({100 * (m.slo_attainment or 0):.0f}%)"
+
+
+def _arrival(scenario: ScenarioResult) -> str:
+    serving = scenario.serving or {}
+    if "sweep" in serving:
+        best = serving["sweep"]["max_rate_within_slo"]
+        return "sweep: none in SLO" if best is None else f"sweep: {best:,.3g} in SLO"
+    if not serving:
+        return "-"
+    rate = serving.get("target_rate")
+    return f"{serving.get('arrival')}" + ("" if rate is None else f" ({rate:,.3g})")
+
+
+def _concurrency(scenario: ScenarioResult) -> str:
+    m = scenario.metrics
+    if m.peak_concurrency is None or m.mean_concurrency is None:
+        return "-"
+    return f"{m.peak_concurrency:.0f} / {m.mean_concurrency:.1f}"
+
+
+def scenario_details(scenario: ScenarioResult) -> list[Table]:
+    """The tables printed under the summary for one scenario: determinism findings, sweep points."""
+    tables = []
+    if scenario.determinism_summary is not None:
+        tables.append(determinism_table(scenario))
+    if scenario.serving and "sweep" in scenario.serving:
+        tables.append(sweep_table(scenario))
+    return tables
+
+
+def sweep_table(scenario: ScenarioResult) -> Table:
+    """Every point of a sweep with its SLO outcome; the title names the highest rate that met it."""
+    sweep = (scenario.serving or {})["sweep"]
+    best = sweep["max_rate_within_slo"]
+    slo = sweep["slo"]
+    limits = ", ".join(
+        f"{name} ≤ {slo[key]:g} ms"
+        for name, key in (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("E2EL", "e2el_ms"))
+        if slo.get(key) is not None
+    )
+    key = f"p{slo['percentile']:g}"
+    table = Table(
+        title=f"{scenario.name}: "
+        + (f"highest rate within the SLO {best:,.3f} req/s" if best is not None else "no rate met the SLO")
+        + f" (p{slo['percentile']:g} {limits})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for header in (
+        "point",
+        "target req/s",
+        "req/s",
+        "out tok/s",
+        "goodput",
+        f"TTFT {key}",
+        f"TPOT {key}",
+        "SLO",
+    ):
+        table.add_column(header, justify="left" if header in ("point", "SLO") else "right")
+
+    def number(value: float | None, fmt: str = ",.2f") -> str:
+        return "-" if value is None else format(value, fmt)
+
+    for point in sweep["points"]:
+        table.add_row(
+            str(point["point"]),
+            number(point["target_rate"]),
+            number(point["request_throughput"]),
+            number(point["output_throughput"], ",.1f"),
+            number(point["goodput"]),
+            number(point[f"ttft_{key}_ms"], ",.1f"),
+            number(point[f"tpot_{key}_ms"], ",.1f"),
+            "met" if point["slo_met"] else f"[red]missed[/red]: {point['slo_reason']}",
+        )
     return table
 
 
@@ -227,7 +314,7 @@ class RichProgress:
     def scenario_started(self, plan: ScenarioPlan, index: int, total: int) -> None:
         self._start()
         self._finish_stage()
-        self._name = f"[{index + 1}/{total}] {plan.scenario.name}"
+        self._name = f"[{index + 1}/{total}] {getattr(plan, 'name', plan.scenario.name)}"
         warmup = sum(len(b) for b in plan.warmup)
         self._task = self.progress.add_task(
             f"{self._name} (warm-up)" if warmup else self._name, total=warmup + plan.measured_requests

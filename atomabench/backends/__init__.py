@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from atomabench.backends.base import Backend, BackendConfig, BackendInfo
+from atomabench.backends.base import Backend, BackendConfig, BackendInfo, ServingBackend
 from atomabench.errors import UserError
 
 # name -> "module:factory"; imported lazily so `atomabench hw` never loads torch for nothing.
@@ -30,4 +30,4 @@ def create_backend(config: BackendConfig) -> Backend:
     return factory(config)
 
 
-__all__ = ["Backend", "BackendConfig", "BackendInfo", "backend_names", "create_backend"]
+__all__ = ["Backend", "BackendConfig", "BackendInfo", "ServingBackend", "backend_names", "create_backend"]

@@ -7,12 +7,18 @@ trackers or storage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from atomabench.records import RequestRecord, RequestSpec, SamplingSettings, TokenLogprobs
+from atomabench.records import (
+    RequestRecord,
+    RequestSpec,
+    SamplingSettings,
+    ScheduledRequest,
+    TokenLogprobs,
+)
 
 
 class BackendConfig(BaseModel):
@@ -75,3 +81,26 @@ class Backend(Protocol):
     def reset_peak_device_memory(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ServingBackend(Backend, Protocol):
+    """A backend that can also take requests as they arrive over time (server and sweep scenarios).
+
+    Engines with continuous batching (vLLM, any OpenAI-compatible server) implement this; engines
+    that only run static batches do not, and the runner refuses server scenarios for them.
+    """
+
+    def serve(
+        self,
+        schedule: Sequence[ScheduledRequest],
+        sampling: SamplingSettings,
+        *,
+        max_concurrency: int | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> list[RequestRecord]:
+        """Send each request no earlier than ``arrival_s`` after the call starts, with at most
+        ``max_concurrency`` in flight (None: unlimited), and return one record per scheduled request in
+        schedule order. A failed request (HTTP error, dropped stream, timeout, malformed data) is a
+        record with ``error`` set, never an exception; ``send_time`` is when it was actually sent.
+        ``on_done`` is called (cheaply, on the serving thread) as each request ends: progress only."""

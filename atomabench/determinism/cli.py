@@ -47,6 +47,10 @@ def determinism(
     batch_sizes: Annotated[str | None, typer.Option(help="Override, e.g. 1,2,4,8,16.")] = None,
     prompts: Annotated[int | None, typer.Option(min=1, max=8, help="Canary prompts used as needles.")] = None,
     output_tokens: Annotated[int | None, typer.Option(min=1, help="Tokens generated per request.")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Engine option KEY=VALUE, e.g. batch_invariant=true (vllm)."),
+    ] = None,
     db: Annotated[str | None, typer.Option("--db", envvar="ATOMABENCH_DB", help="Results database.")] = None,
     json_output: Json = False,
 ) -> None:
@@ -63,7 +67,15 @@ def determinism(
         output_tokens=output_tokens,
     )
     run_and_render(
-        loaded, json_output, backend=backend, model=model, dtype=dtype, device=device, threads=threads, db=db
+        loaded,
+        json_output,
+        backend=backend,
+        model=model,
+        dtype=dtype,
+        device=device,
+        threads=threads,
+        options=api.parse_engine_options(option or []),
+        db=db,
     )
 
 
@@ -133,8 +145,11 @@ def verify(
         Path, typer.Argument(help="Claim JSON (prompt + output_token_ids) or a fingerprint file.")
     ],
     epsilon: Annotated[
-        float, typer.Option(min=0.0, help="Accept tokens within this many nats of argmax.")
-    ] = 0.1,
+        float | None,
+        typer.Option(
+            min=0.0, help="Accept tokens within this many nats of argmax (default: the engine's ε)."
+        ),
+    ] = None,
     model: Model = None,
     backend: Backend = None,
     dtype: Dtype = None,
@@ -177,7 +192,7 @@ def verify(
             for r in reports
         ]
         console.stdout.print(
-            console.rows_table(f"verification (epsilon {epsilon} nats)", rows, list(rows[0]))
+            console.rows_table(f"verification (epsilon {reports[0].epsilon} nats)", rows, list(rows[0]))
         )
     if not all(r.accepted for r in reports):
         raise typer.Exit(1)

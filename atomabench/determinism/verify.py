@@ -17,6 +17,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from atomabench.errors import UserError
 from atomabench.records import TokenLogprobs
 
+DEFAULT_EPSILON = 0.1
+"""Nats: the near-tie width for engines whose teacher-forced scores match their decode logprobs."""
+
+ENGINE_EPSILON: dict[str, float] = {
+    # llama.cpp scores a prefill with other kernels than its one-token decode steps: on the bundled
+    # SmolLM2 Q4_1 its teacher-forced logprobs differed from decode logprobs by up to ~0.16 nats for
+    # honest tokens (docs/determinism.md), so 0.1 would reject honest llama.cpp nodes.
+    "llamacpp": 0.25,
+}
+"""Per-engine default ε where the engine's own prefill and decode disagree by more than 0.1 nats."""
+
+
+def default_epsilon(engine: str | None) -> float:
+    """The ε ``verify`` uses when none is given: wide enough that honest outputs of ``engine`` pass."""
+    return ENGINE_EPSILON.get(engine or "", DEFAULT_EPSILON)
+
 
 class Claim(BaseModel):
     """What a node says it generated for a prompt (text or token ids)."""
@@ -46,6 +62,7 @@ class ClaimReport(BaseModel):
 
     id: str
     accepted: bool
+    epsilon: float
     tokens: int
     argmax_tokens: int
     near_tie_tokens: int
@@ -78,6 +95,7 @@ def judge(
     return ClaimReport(
         id=claim_id,
         accepted=not rejected,
+        epsilon=epsilon,
         tokens=len(verdicts),
         argmax_tokens=sum(1 for v in verdicts if v.token_id == v.argmax_id),
         near_tie_tokens=sum(1 for v in verdicts if v.token_id != v.argmax_id and v.accepted),

@@ -5,6 +5,11 @@
 - ITL: every gap between consecutive token arrivals, pooled over requests.
 - Throughputs use successful requests over the whole window (first send → last end, failures included
   in the window, as vLLM's benchmark duration is wall time).
+- Goodput (with an SLO): requests meeting every per-request SLO (TTFT, TPOT, E2EL) per second of the
+  window; SLO attainment is their share of all requests, failures counted as misses (vLLM's
+  ``--goodput``).
+- Concurrency: peak = most requests in flight (sent, not yet ended) at any instant; mean (effective)
+  = summed request latency / window length, Little's law L = λ·W.
 - std is the population standard deviation and percentiles interpolate linearly (numpy defaults, as
   vLLM). Latencies are reported in milliseconds.
 """
@@ -14,10 +19,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from atomabench.records import LatencyStats, RequestRecord, ScenarioMetrics
+
+if TYPE_CHECKING:
+    from atomabench.workloads.suite import Slo
 
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
 
@@ -90,8 +99,69 @@ def peak_output_throughput(records: Sequence[RequestRecord]) -> float:
     return float(max(buckets.values(), default=0))
 
 
+def meets_slo(record: RequestRecord, slo: Slo) -> bool:
+    """Whether one request met every limit of ``slo`` (a failed request never does).
+
+    A request with one output token has no TPOT; it meets a TPOT limit vacuously, as in vLLM.
+    """
+    if not record.ok:
+        return False
+    checks = ((slo.ttft_ms, ttft_ms(record)), (slo.tpot_ms, tpot_ms(record)), (slo.e2el_ms, e2el_ms(record)))
+    for limit, value in checks:
+        if limit is None:
+            continue
+        if value is None:
+            if limit is slo.tpot_ms:
+                continue
+            return False
+        if value > limit:
+            return False
+    return True
+
+
+def concurrency(records: Sequence[RequestRecord]) -> tuple[float, float]:
+    """(peak, mean) requests in flight over the window; an end and a send at the same instant do
+    not overlap."""
+    if not records:
+        return 0.0, 0.0
+    events = sorted([(r.send_time, 1) for r in records] + [(r.end_time, -1) for r in records])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    duration = window_s(records)
+    busy = sum(r.end_time - r.send_time for r in records)
+    return float(peak), (busy / duration if duration > 0 else float(peak))
+
+
+def slo_holds(metrics: ScenarioMetrics, slo: Slo) -> tuple[bool, str]:
+    """Whether a scenario as a whole met ``slo`` at its percentile, with the reason when not."""
+    key = percentile_key(slo.percentile)
+    total = metrics.completed + metrics.failed
+    if total == 0 or metrics.completed == 0:
+        return False, "no request completed"
+    if metrics.failed / total > slo.max_failed_fraction:
+        return False, f"{metrics.failed} of {total} requests failed"
+    for name, limit, stats in (
+        ("TTFT", slo.ttft_ms, metrics.ttft_ms),
+        ("TPOT", slo.tpot_ms, metrics.tpot_ms),
+    ):
+        if limit is None:
+            continue
+        value = stats.percentiles.get(key)
+        if value is None:
+            if name == "TPOT" and stats.count == 0:
+                continue
+            return False, f"{key} {name} was not computed"
+        if value > limit:
+            return False, f"{key} {name} {value:,.1f} ms > {limit:g} ms"
+    return True, "met"
+
+
 def compute_metrics(
-    records: Sequence[RequestRecord], percentiles: Sequence[float] = DEFAULT_PERCENTILES
+    records: Sequence[RequestRecord],
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    slo: Slo | None = None,
 ) -> ScenarioMetrics:
     ok = [r for r in records if r.ok]
     duration = window_s(records)
@@ -100,6 +170,9 @@ def compute_metrics(
 
     def rate(amount: float) -> float:
         return amount / duration if duration > 0 else 0.0
+
+    peak, mean = concurrency(records) if records else (None, None)
+    good = None if slo is None else sum(meets_slo(r, slo) for r in records)
 
     return ScenarioMetrics(
         duration_s=duration,
@@ -115,6 +188,10 @@ def compute_metrics(
         tpot_ms=summarize(_present(tpot_ms(r) for r in ok), percentiles),
         itl_ms=summarize((gap for r in ok for gap in itls_ms(r)), percentiles),
         e2el_ms=summarize(_present(e2el_ms(r) for r in ok), percentiles),
+        goodput=None if good is None else rate(good),
+        slo_attainment=None if good is None or not records else good / len(records),
+        peak_concurrency=peak,
+        mean_concurrency=mean,
     )
 
 

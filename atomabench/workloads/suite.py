@@ -78,10 +78,16 @@ class ScenarioBase(_ValidityMinimums):
     name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
     num_requests: int = Field(ge=1, le=1_000_000)
-    input_tokens: LengthField
-    output_tokens: LengthField
+    input_tokens: LengthField | None = None
+    """Synthetic prompts only (required there); other datasets bring their own prompts."""
+    output_tokens: LengthField | None = None
+    """Required for synthetic prompts; for other datasets it overrides their output lengths."""
     ignore_eos: bool = True
-    dataset: Literal["synthetic"] = "synthetic"
+    dataset: Literal["synthetic", "bundled", "sharegpt", "jsonl"] = "synthetic"
+    """synthetic: exact-length corpus windows; bundled: the prompt set shipped with atomabench;
+    sharegpt: a ShareGPT-format JSON file; jsonl: lines of ``{"prompt": ..., "output_len": ...}``."""
+    dataset_path: str | None = None
+    """The file for ``sharegpt`` and ``jsonl``; relative paths are relative to the suite file."""
     seed: int = 0
     temperature: float = Field(default=0.0, ge=0.0, le=10.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -97,6 +103,20 @@ class ScenarioBase(_ValidityMinimums):
                 if key in data:
                     data[key] = _length(data[key])
         return data
+
+    @model_validator(mode="after")
+    def _dataset_file(self) -> ScenarioBase:
+        if self.dataset == "synthetic":
+            for key in ("input_tokens", "output_tokens"):
+                if getattr(self, key) is None:
+                    raise _located((key,), f"synthetic prompts need `{key}`")
+        elif self.input_tokens is not None:
+            raise _located(("input_tokens",), f"dataset {self.dataset!r} brings its own prompts")
+        if self.dataset in ("sharegpt", "jsonl") and not self.dataset_path:
+            raise _located(("dataset_path",), f"dataset {self.dataset!r} needs `dataset_path`")
+        if self.dataset in ("synthetic", "bundled") and self.dataset_path:
+            raise _located(("dataset_path",), f"dataset {self.dataset!r} takes no `dataset_path`")
+        return self
 
     @property
     def sampling(self) -> SamplingSettings:
@@ -122,6 +142,63 @@ class SingleStreamScenario(ScenarioBase):
 
     kind: Literal["single_stream"]
     warmup_requests: int = Field(default=1, ge=0, le=1000)
+
+
+class Slo(_Strict):
+    """Service-level objectives. Per request (goodput, attainment): TTFT, TPOT and E2EL each at most
+    their limit. For a scenario (a sweep point "holds"): the ``percentile`` of TTFT and of TPOT within
+    their limits and no more than ``max_failed_fraction`` of requests failed."""
+
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+    e2el_ms: float | None = Field(default=None, gt=0)
+    percentile: float = Field(default=99.0, gt=0, lt=100)
+    max_failed_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _something(self) -> Slo:
+        if self.ttft_ms is None and self.tpot_ms is None and self.e2el_ms is None:
+            raise ValueError("an slo needs at least one of ttft_ms, tpot_ms, e2el_ms")
+        return self
+
+
+ArrivalProcess = Literal["constant", "poisson", "gamma"]
+
+
+class _Load(ScenarioBase):
+    """What server and sweep scenarios share: the arrival process, windows and SLO."""
+
+    arrival: ArrivalProcess = "poisson"
+    burstiness: float = Field(
+        default=1.0, gt=0.0, le=100.0, description="gamma shape: <1 burstier, 1 = Poisson, >1 smoother"
+    )
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    warmup_requests: int = Field(default=1, ge=0, le=10_000, description="sent one by one, not measured")
+    warmup_s: float = Field(default=0.0, ge=0.0, description="requests sent this early are not measured")
+    cooldown_s: float = Field(
+        default=0.0, ge=0.0, description="requests sent this close to the last send are not measured"
+    )
+    slo: Slo | None = None
+
+
+class ServerScenario(_Load):
+    """Requests arrive over time (constant, Poisson or gamma) at ``rate`` req/s, as at a live server.
+
+    ``rate`` absent means every request arrives at once; with ``max_concurrency`` that is the fixed
+    concurrency load of vLLM's ``--max-concurrency``.
+    """
+
+    kind: Literal["server"]
+    rate: float | None = Field(default=None, gt=0.0, le=1_000_000.0, description="requests/s")
+
+
+class SweepScenario(_Load):
+    """Synchronous, then maximum throughput, then ``points`` rates between, each ``num_requests`` long;
+    reports the highest rate at which the SLO still holds (GuideLLM's sweep, vLLM's SLO definitions)."""
+
+    kind: Literal["sweep"]
+    points: int = Field(default=4, ge=0, le=64, description="rates between synchronous and maximum")
+    slo: Slo
 
 
 class DeterminismScenario(_ValidityMinimums):
@@ -155,9 +232,12 @@ class DeterminismScenario(_ValidityMinimums):
 
 
 Scenario = Annotated[
-    OfflineScenario | SingleStreamScenario | DeterminismScenario, Field(discriminator="kind")
+    OfflineScenario | SingleStreamScenario | ServerScenario | SweepScenario | DeterminismScenario,
+    Field(discriminator="kind"),
 ]
-SCENARIO_KINDS = ("offline", "single_stream", "determinism")
+SCENARIO_KINDS = ("offline", "single_stream", "server", "sweep", "determinism")
+LOAD_KINDS = ("server", "sweep")
+"""Scenario kinds that need a ``ServingBackend`` (requests arriving over time)."""
 
 
 class SuiteBackendDefaults(_Strict):
@@ -168,6 +248,7 @@ class SuiteBackendDefaults(_Strict):
     dtype: str | None = None
     device: str | None = None
     threads: int | None = Field(default=None, ge=1)
+    options: dict = Field(default_factory=dict, description="engine options, e.g. url for openai-http")
 
 
 class Suite(_Strict):
@@ -181,6 +262,8 @@ class Suite(_Strict):
     backend: SuiteBackendDefaults = SuiteBackendDefaults()
     scenarios: tuple[Scenario, ...] = Field(min_length=1)
     verdict: VerdictRules | None = None
+    slo: Slo | None = None
+    """The suite's SLO: server scenarios without their own ``slo`` are judged against it."""
     path: str | None = None
 
     @model_validator(mode="after")
@@ -196,6 +279,10 @@ class Suite(_Strict):
             if not 0 < p < 100:
                 raise _located(("percentiles", index), f"percentile {p:g} is outside (0, 100)")
         return self
+
+    def slo_for(self, scenario: object) -> Slo | None:
+        """The SLO a scenario is judged against: its own, else the suite's."""
+        return getattr(scenario, "slo", None) or self.slo
 
 
 def _located(location: tuple, message: str) -> PydanticCustomError:
@@ -247,7 +334,8 @@ def parse_suite(text: str, path: Path | str = "<suite>") -> Suite:
     except ValidationError as exc:
         error = exc.errors()[0]
         location = tuple(part for part in error["loc"] if not _is_union_tag(part))
-        location = tuple((error.get("ctx") or {}).get("location", location))
+        # a check made after fields validate names its field relative to the model that made it
+        location = (*location, *(error.get("ctx") or {}).get("location", ()))
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             location = (*location, "kind")  # the problem is the scenario's `kind` key
         field = _format_location(location)

@@ -151,17 +151,17 @@ def test_malformed_toml_names_the_line() -> None:
             MINIMAL + "\n[backend]\nfoo = 1\n", 12, "backend.foo", "unknown key", id="unknown-backend-key"
         ),
         pytest.param(
-            MINIMAL.replace('"offline"', '"server"'),
+            MINIMAL.replace('"offline"', '"streaming"'),
             5,
             "scenarios[0].kind",
-            "unknown scenario kind 'server'; known: offline, single_stream, determinism",
+            "unknown scenario kind 'streaming'; known: offline, single_stream, server, sweep, determinism",
             id="unknown-kind",
         ),
         pytest.param(
             MINIMAL.replace('kind = "offline"\n', ""),
             3,  # the key is absent, so the scenario's header line
             "scenarios[0].kind",
-            "scenario needs a `kind` (one of offline, single_stream, determinism)",
+            "scenario needs a `kind` (one of offline, single_stream, server, sweep, determinism)",
             id="missing-kind",
         ),
         pytest.param(
