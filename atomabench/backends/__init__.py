@@ -11,6 +11,7 @@ from atomabench.errors import UserError
 _BACKENDS: dict[str, str] = {
     "transformers": "atomabench.backends.transformers_backend:TransformersBackend",
     "llamacpp": "atomabench.backends.llamacpp_backend:LlamaCppBackend",
+    "openai-http": "atomabench.backends.openai_http_backend:OpenAIHttpBackend",
 }
 
 
