@@ -12,6 +12,7 @@ _BACKENDS: dict[str, str] = {
     "transformers": "atomabench.backends.transformers_backend:TransformersBackend",
     "llamacpp": "atomabench.backends.llamacpp_backend:LlamaCppBackend",
     "openai-http": "atomabench.backends.openai_http_backend:OpenAIHttpBackend",
+    "vllm": "atomabench.backends.vllm_backend:VllmBackend",
 }
 
 
