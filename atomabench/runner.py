@@ -253,8 +253,11 @@ def execute_plan(
                 )
             )
         else:
-            batches = [c.requests for c in plan.cases] if isinstance(plan, DeterminismPlan) else plan.measured
-            for batch in batches:
+            cases = plan.cases if isinstance(plan, DeterminismPlan) else ()
+            batches = [c.requests for c in cases] if isinstance(plan, DeterminismPlan) else plan.measured
+            for number, batch in enumerate(batches):
+                if cases and cases[number].reset_prefix_cache and hasattr(backend, "reset_prefix_cache"):
+                    backend.reset_prefix_cache()
                 outputs.append(backend.generate(batch, sampling))
                 observer.requests_done(len(batch), warmup=False)
     ended_at = datetime.now(UTC)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -119,7 +118,8 @@ def environment(info: BackendInfo, hardware: HardwareInfo) -> dict[str, Any]:
         "model_digest": model_digest(info.model_path),
         "dtype": info.dtype,
         "device": info.device,
-        "batch_invariant": os.environ.get("VLLM_BATCH_INVARIANT") == "1" if info.kind == "vllm" else False,
+        # what the engine was built with (vLLM records it), not what the environment says now
+        "batch_invariant": bool(info.settings.get("batch_invariant", False)),
         "threads": info.settings.get("threads"),
     }
 

@@ -32,6 +32,8 @@ class Case:
     needle_rows: tuple[int, ...]
     position: int = 0
     repeat: int = 0
+    reset_prefix_cache: bool = False
+    """Empty the engine's prefix cache before this batch (the cold half of P)."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,19 @@ def plan_determinism(
             batch = tuple(spec(needle, f"{canary.id}-U{i}") for i in range(scenario.concurrent))
             cases.append(Case("U", canary.id, batch, tuple(range(scenario.concurrent))))
         if scenario.prefix_cache and prefix_cache:
+            # A shared prefix of whole cache blocks (vLLM caches full blocks only: 16 tokens on CUDA,
+            # 128 on CPU), emptied before the cold run so the warm run really reads from the cache.
+            prompt = (*fillers.prompt(scenario.prefix_tokens, rng), *needle)
             for repeat in (0, 1):  # cold, then warm
                 cases.append(
-                    Case("P", canary.id, (spec(needle, f"{canary.id}-P{repeat}"),), (0,), repeat=repeat)
+                    Case(
+                        "P",
+                        canary.id,
+                        (spec(prompt, f"{canary.id}-P{repeat}"),),
+                        (0,),
+                        repeat=repeat,
+                        reset_prefix_cache=repeat == 0,
+                    )
                 )
 
     skipped = ()

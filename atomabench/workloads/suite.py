@@ -215,6 +215,9 @@ class DeterminismScenario(_ValidityMinimums):
     filler_input_tokens: LengthField = LengthDistribution(dist="uniform", min=16, max=128)
     concurrent: int = Field(default=16, ge=0, le=4096, description="U: identical requests in one batch")
     prefix_cache: bool = True
+    prefix_tokens: int = Field(
+        default=256, ge=0, le=8192, description="P: shared prefix before the needle (whole cache blocks)"
+    )
     logprobs: int = Field(default=5, ge=2, le=20)
     near_tie_margin: float = Field(default=0.1, gt=0.0, description="nats; flips below it are near-ties")
     seed: int = 0
