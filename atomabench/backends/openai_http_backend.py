@@ -463,6 +463,7 @@ class OpenAIHttpBackend:
             server_models = [str(m.get("id")) for m in response.json().get("data", [])]
         except (ValueError, AttributeError):
             server_models = []
+        self._check_served_model(server_models)
         self._runner = asyncio.Runner()
         self.info = BackendInfo(
             kind="openai-http",
@@ -488,6 +489,20 @@ class OpenAIHttpBackend:
             },
         )
         return self.info
+
+    def _check_served_model(self, server_models: list[str]) -> None:
+        """Refuse before the clock starts a model name the server does not serve (every request would
+        fail with 404); with the default name and a server serving one model, take that one."""
+        if not server_models or self.served_model in server_models:
+            return
+        if self.served_model == DEFAULT_MODEL and len(server_models) == 1:
+            self.served_model = server_models[0]
+            return
+        raise UserError(
+            f"the server does not serve {self.served_model!r}; it serves {', '.join(server_models)} "
+            "(pass one with --model)",
+            field="model",
+        )
 
     def _server_version(self, headers: dict[str, str]) -> str:
         """vLLM and SGLang answer ``GET /version`` at the server root; other servers stay "unknown"."""

@@ -66,6 +66,7 @@ def backend(server: SseServer) -> Iterator[Any]:
 def fresh(server: SseServer) -> SseServer:
     """The shared server with a clean log and the default behaviour."""
     server.behaviour = Behaviour()
+    server.models = ("test-model",)
     server.reset()
     return server
 
@@ -144,6 +145,7 @@ def test_completions_request_body(backend, fresh):
 
 def test_token_id_prompts_no_exact_lengths_served_model_and_api_key(fresh):
     options = {"prompt_format": "token_ids", "exact_lengths": False, "served_model": "other", "api_key": "k1"}
+    fresh.models = ("test-model", "other")
     with backend_on(fresh.url, **options) as custom:
         assert custom.generate([spec(0)], SamplingSettings())[0].ok
     (served,) = fresh.completions()
@@ -151,6 +153,25 @@ def test_token_id_prompts_no_exact_lengths_served_model_and_api_key(fresh):
     assert served.body["model"] == "other"
     assert "ignore_eos" not in served.body and "min_tokens" not in served.body
     assert served.headers["authorization"] == "Bearer k1"
+
+
+def test_a_model_the_server_does_not_serve_is_refused_before_any_request(fresh):
+    with pytest.raises(UserError) as caught, backend_on(fresh.url, served_model="typo"):
+        pass
+    assert caught.value.field == "model"
+    assert "does not serve 'typo'; it serves test-model" in caught.value.message
+    assert fresh.completions() == []
+
+
+def test_the_default_model_name_adopts_a_single_served_model(fresh):
+    config = BackendConfig(kind="openai-http", options={"url": fresh.url, "tokenizer": TOKENIZER})
+    backend = create_backend(config)
+    try:
+        assert backend.load().model == "test-model"
+        assert backend.generate([spec(0)], SamplingSettings())[0].ok
+    finally:
+        backend.close()
+    assert fresh.completions()[0].body["model"] == "test-model"
 
 
 def test_ignore_eos_false_sends_no_length_forcing(backend, fresh):
