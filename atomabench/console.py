@@ -327,6 +327,13 @@ class RichProgress:
             )
 
     def scenario_finished(self, result: ScenarioResult) -> None:
+        if result.kind == "sweep":  # the summary after its points: a line of its own
+            best = (result.serving or {}).get("sweep", {}).get("max_rate_within_slo")
+            outcome = (
+                "no rate met the SLO" if best is None else f"highest rate within the SLO {best:,.3f} req/s"
+            )
+            self.progress.add_task(f"{result.name}: {outcome}", total=1, completed=1)
+            return
         if self._task is not None:
             m = result.metrics
             self.progress.update(
