@@ -8,7 +8,7 @@ trackers or storage.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +48,25 @@ class BackendInfo(BaseModel):
     dtype: str
     device: str
     settings: dict = Field(default_factory=dict)
+
+
+class HfTokenizerMethods:
+    """The four tokenizer methods of ``Backend`` for engines that hold a Hugging Face tokenizer in
+    ``self.tokenizer``: no special tokens added (prompts are exact token ids), none skipped."""
+
+    tokenizer: Any
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=False)
+
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def special_token_ids(self) -> set[int]:
+        return set(self.tokenizer.all_special_ids)
 
 
 @runtime_checkable

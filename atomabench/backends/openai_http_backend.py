@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from atomabench import __version__
-from atomabench.backends.base import BackendConfig, BackendInfo
+from atomabench.backends.base import BackendConfig, BackendInfo, HfTokenizerMethods
 from atomabench.errors import UserError
 from atomabench.models import DEFAULT_MODEL, materialize, resolve_model
 from atomabench.records import (
@@ -386,7 +386,7 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class OpenAIHttpBackend:
+class OpenAIHttpBackend(HfTokenizerMethods):
     """A streaming client for ``/v1/completions`` or ``/v1/chat/completions`` of a running server."""
 
     def __init__(self, config: BackendConfig) -> None:
@@ -524,19 +524,6 @@ class OpenAIHttpBackend:
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
         return headers
-
-    # ------------------------------------------------------------------------------------ tokenizer
-    def tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=False)
-
-    def vocab_size(self) -> int:
-        return len(self.tokenizer)
-
-    def special_token_ids(self) -> set[int]:
-        return set(self.tokenizer.all_special_ids)
 
     # ------------------------------------------------------------------------------------- requests
     def generate(self, requests: Sequence[RequestSpec], sampling: SamplingSettings) -> list[RequestRecord]:

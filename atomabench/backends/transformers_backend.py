@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import version as package_version
 from typing import Any
 
-from atomabench.backends.base import BackendConfig, BackendInfo
+from atomabench.backends.base import BackendConfig, BackendInfo, HfTokenizerMethods
 from atomabench.errors import UserError
 from atomabench.models import materialize, resolve_model
 from atomabench.records import (
@@ -55,7 +55,7 @@ class _StepClock:
         pass
 
 
-class TransformersBackend:
+class TransformersBackend(HfTokenizerMethods):
     """The reference backend: any causal LM folder transformers can load."""
 
     def __init__(self, config: BackendConfig) -> None:
@@ -148,19 +148,6 @@ class TransformersBackend:
             return torch.float16
         # fp32 on CPU: bf16 speed hinges on AVX-512-BF16/AMX (CPUs without them emulate it slowly)
         return torch.float32
-
-    # ------------------------------------------------------------------------------------ tokenizer
-    def tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=False)
-
-    def vocab_size(self) -> int:
-        return len(self.tokenizer)
-
-    def special_token_ids(self) -> set[int]:
-        return set(self.tokenizer.all_special_ids)
 
     # ------------------------------------------------------------------------------------- generate
     def generate(self, requests: Sequence[RequestSpec], sampling: SamplingSettings) -> list[RequestRecord]:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atomabench.backends.base import BackendConfig, BackendInfo
+from atomabench.backends.base import BackendConfig, BackendInfo, HfTokenizerMethods
 from atomabench.errors import UserError
 from atomabench.models import materialize, resolve_model
 from atomabench.records import (
@@ -86,7 +86,7 @@ class _Running:
     end_time: float | None = None
 
 
-class VllmBackend:
+class VllmBackend(HfTokenizerMethods):
     """vLLM's engine with exact token ids, per-token step times and raw top-k logprobs."""
 
     def __init__(self, config: BackendConfig) -> None:
@@ -227,19 +227,6 @@ class VllmBackend:
         names = self.llm.collective_rpc(_worker_attention_backends)
         found = sorted({name for per_worker in names for name in per_worker})
         return ",".join(found) if found else None
-
-    # ------------------------------------------------------------------------------------ tokenizer
-    def tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=False)
-
-    def vocab_size(self) -> int:
-        return len(self.tokenizer)
-
-    def special_token_ids(self) -> set[int]:
-        return set(self.tokenizer.all_special_ids)
 
     # ------------------------------------------------------------------------------------- generate
     def generate(self, requests: Sequence[RequestSpec], sampling: SamplingSettings) -> list[RequestRecord]:
