@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from atomabench import __version__, api
+from atomabench.cli_options import DbOption, JsonOption
 from atomabench.errors import UserError
 
 if TYPE_CHECKING:
@@ -30,14 +31,6 @@ results_app = typer.Typer(help="Browse, show and export stored results.", no_arg
 suites_app = typer.Typer(help="Bundled and custom workload suites.", no_args_is_help=True)
 app.add_typer(results_app, name="results")
 app.add_typer(suites_app, name="suites")
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db", envvar="ATOMABENCH_DB", help="SQLite path or SQLAlchemy URL (default: per-user SQLite)."
-    ),
-]
 
 
 def _version(value: bool) -> None:

@@ -16,6 +16,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from atomabench.cli_options import DbOption
 from atomabench.errors import UserError
 from atomabench.hardware import probe
 from atomabench.hardware.microbench import (
@@ -37,12 +38,7 @@ def register(app: typer.Typer) -> None:
 def profile(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes: a rough figure in seconds.")] = False,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db", envvar="ATOMABENCH_DB", help="SQLite path or SQLAlchemy URL (default: per-user SQLite)."
-        ),
-    ] = None,
+    db: DbOption = None,
     write_profile: Annotated[
         Path | None,
         typer.Option(

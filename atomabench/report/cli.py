@@ -7,18 +7,14 @@ from typing import Annotated
 
 import typer
 
+from atomabench.cli_options import DbOption
 from atomabench.errors import UserError
 
 FORMATS = ("html", "markdown")
 
 
 def report(
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db", envvar="ATOMABENCH_DB", help="SQLite path or SQLAlchemy URL (default: per-user SQLite)."
-        ),
-    ] = None,
+    db: DbOption = None,
     out: Annotated[
         Path | None,
         typer.Option(

@@ -12,13 +12,9 @@ from typing import Annotated
 
 import typer
 
+from atomabench.cli_options import DbOption
+
 Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
-Db = Annotated[
-    str | None,
-    typer.Option(
-        "--db", envvar="ATOMABENCH_DB", help="SQLite path or SQLAlchemy URL (default: per-user SQLite)."
-    ),
-]
 KeyPath = Annotated[
     Path | None,
     typer.Option("--key", help="Node key file (default: $ATOMABENCH_KEY_DIR or the per-user config dir)."),
@@ -51,7 +47,7 @@ def keys(
 def submit(
     run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle file to write (.zip).")],
-    db: Db = None,
+    db: DbOption = None,
     key: KeyPath = None,
     fingerprint: Annotated[
         Path | None,
@@ -102,7 +98,7 @@ def submit(
 @leaderboard_app.command("ingest")
 def leaderboard_ingest(
     files: Annotated[list[Path], typer.Argument(help="Bundle files from `atomabench submit`.")],
-    db: Db = None,
+    db: DbOption = None,
     json_output: Json = False,
 ) -> None:
     """Check signed bundles and store the valid ones; exit 1 if any file was rejected."""
