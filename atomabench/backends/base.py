@@ -50,6 +50,28 @@ class BackendInfo(BaseModel):
     settings: dict = Field(default_factory=dict)
 
 
+def torch_peak_device_memory(device: str) -> tuple[int | None, str | None]:
+    """Peak device bytes through torch's allocator, and where they were read; (None, None) on CPU,
+    where the weights and caches live in host memory that the RSS tracker already covers."""
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated()), "torch.cuda.max_memory_allocated"
+    if device == "mps":
+        import torch
+
+        return int(torch.mps.driver_allocated_memory()), "torch.mps.driver_allocated_memory (after batch)"
+    return None, None
+
+
+def reset_torch_peak_device_memory(device: str) -> None:
+    """Start a new peak for :func:`torch_peak_device_memory` (MPS has no peak counter to reset)."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
 class HfTokenizerMethods:
     """The four tokenizer methods of ``Backend`` for engines that hold a Hugging Face tokenizer in
     ``self.tokenizer``: no special tokens added (prompts are exact token ids), none skipped."""

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from importlib.metadata import version as package_version
 from typing import Any
 
-from atomabench.backends.base import BackendConfig, BackendInfo, HfTokenizerMethods
+from atomabench.backends.base import (
+    BackendConfig,
+    BackendInfo,
+    HfTokenizerMethods,
+    reset_torch_peak_device_memory,
+    torch_peak_device_memory,
+)
 from atomabench.errors import UserError
 from atomabench.models import materialize, resolve_model
 from atomabench.records import (
@@ -304,19 +310,10 @@ class TransformersBackend(HfTokenizerMethods):
 
     # --------------------------------------------------------------------------------------- memory
     def peak_device_memory(self) -> tuple[int | None, str | None]:
-        import torch
-
-        if self.device == "cuda":
-            return int(torch.cuda.max_memory_allocated()), "torch.cuda.max_memory_allocated"
-        if self.device == "mps":
-            return int(torch.mps.driver_allocated_memory()), "torch.mps.driver_allocated_memory (after batch)"
-        return None, None
+        return torch_peak_device_memory(self.device)
 
     def reset_peak_device_memory(self) -> None:
-        import torch
-
-        if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+        reset_torch_peak_device_memory(self.device)
 
     def close(self) -> None:
         self.model = None

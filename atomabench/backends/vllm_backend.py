@@ -38,7 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atomabench.backends.base import BackendConfig, BackendInfo, HfTokenizerMethods
+from atomabench.backends.base import (
+    BackendConfig,
+    BackendInfo,
+    HfTokenizerMethods,
+    reset_torch_peak_device_memory,
+    torch_peak_device_memory,
+)
 from atomabench.errors import UserError
 from atomabench.models import materialize, resolve_model
 from atomabench.records import (
@@ -423,17 +429,10 @@ class VllmBackend(HfTokenizerMethods):
     # --------------------------------------------------------------------------------------- memory
     def peak_device_memory(self) -> tuple[int | None, str | None]:
         """On CUDA the in-process worker allocates through torch; on CPU host RSS covers it."""
-        if self.device == "cuda":
-            import torch
-
-            return int(torch.cuda.max_memory_allocated()), "torch.cuda.max_memory_allocated"
-        return None, None
+        return torch_peak_device_memory(self.device)
 
     def reset_peak_device_memory(self) -> None:
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
+        reset_torch_peak_device_memory(self.device)
 
     def reset_prefix_cache(self) -> bool:
         """Drop every cached prefix block, so the next request of a prompt runs cold."""
