@@ -140,8 +140,9 @@ def run_suite(
             hardware=hardware,
         )
         context = MeasureContext(
-            # p99 is always computed: SLOs, the verdict and pricing are defined on it
-            percentiles=tuple(sorted({*suite.percentiles, 99.0})),
+            # p99 is always computed (the verdict and pricing are defined on it), and so is every
+            # percentile an SLO of the suite is judged at
+            percentiles=tuple(sorted({*suite.percentiles, 99.0, *_slo_percentiles(suite)})),
             tolerated_throttle_reasons=frozenset(suite.tolerated_throttle_reasons),
             cpu_energy=hardware.accelerator == "cpu",
             telemetry_interval_s=suite.telemetry_interval_s,
@@ -203,6 +204,11 @@ def _plan(
     return plan_scenario(scenario, sources)  # type: ignore[arg-type]
 
 
+def _slo_percentiles(suite: Suite) -> set[float]:
+    slos = [suite.slo, *(getattr(scenario, "slo", None) for scenario in suite.scenarios)]
+    return {slo.percentile for slo in slos if slo is not None}
+
+
 def _require_serving(suite: Suite, backend: Backend, kind: str) -> None:
     """Server and sweep scenarios need requests that arrive over time; refuse them up front, before
     anything loads, for engines that only run static batches."""
@@ -253,10 +259,12 @@ def execute_plan(
                 )
             )
         else:
-            cases = plan.cases if isinstance(plan, DeterminismPlan) else ()
-            batches = [c.requests for c in cases] if isinstance(plan, DeterminismPlan) else plan.measured
-            for number, batch in enumerate(batches):
-                if cases and cases[number].reset_prefix_cache and hasattr(backend, "reset_prefix_cache"):
+            if isinstance(plan, DeterminismPlan):
+                steps = [(case.requests, case.reset_prefix_cache) for case in plan.cases]
+            else:
+                steps = [(batch, False) for batch in plan.measured]
+            for batch, cold in steps:
+                if cold and hasattr(backend, "reset_prefix_cache"):
                     backend.reset_prefix_cache()
                 outputs.append(backend.generate(batch, sampling))
                 observer.requests_done(len(batch), warmup=False)
@@ -401,12 +409,10 @@ def execute_sweep(
             result, samples = run_point(float(rate), scenario.max_concurrency, f"rate-{rate:.3g}", False)
             points.append(result)
             yield result, samples
-    yield sweep_summary(scenario, points, context.percentiles), []
+    yield sweep_summary(scenario, points), []
 
 
-def sweep_summary(
-    scenario: SweepScenario, points: list[ScenarioResult], percentiles: tuple[float, ...]
-) -> ScenarioResult:
+def sweep_summary(scenario: SweepScenario, points: list[ScenarioResult]) -> ScenarioResult:
     """One row for the whole sweep: the metrics of its best point within the SLO, and every point."""
     key = percentile_key(scenario.slo.percentile)
     table = []

@@ -106,17 +106,13 @@ def meets_slo(record: RequestRecord, slo: Slo) -> bool:
     """
     if not record.ok:
         return False
-    checks = ((slo.ttft_ms, ttft_ms(record)), (slo.tpot_ms, tpot_ms(record)), (slo.e2el_ms, e2el_ms(record)))
-    for limit, value in checks:
-        if limit is None:
-            continue
-        if value is None:
-            if limit is slo.tpot_ms:
-                continue
-            return False
-        if value > limit:
-            return False
-    return True
+    tpot = tpot_ms(record)
+    checks = (
+        (slo.ttft_ms, ttft_ms(record)),
+        (slo.tpot_ms, 0.0 if tpot is None else tpot),  # one output token: no TPOT to miss
+        (slo.e2el_ms, e2el_ms(record)),
+    )
+    return all(limit is None or (value is not None and value <= limit) for limit, value in checks)
 
 
 def concurrency(records: Sequence[RequestRecord]) -> tuple[float, float]:

@@ -283,10 +283,6 @@ class Suite(_Strict):
                 raise _located(("percentiles", index), f"percentile {p:g} is outside (0, 100)")
         return self
 
-    def slo_for(self, scenario: object) -> Slo | None:
-        """The SLO a scenario is judged against: its own, else the suite's."""
-        return getattr(scenario, "slo", None) or self.slo
-
 
 def _located(location: tuple, message: str) -> PydanticCustomError:
     """A validation error that names the field it is about, for checks made after fields validate."""

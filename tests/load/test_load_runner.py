@@ -181,3 +181,12 @@ def test_progress_advances_once_per_finished_request(db_path, hardware):
             observer=observer,
         )
     assert (observer.warmup, observer.measured) == (2, 40)
+
+
+def test_an_slo_at_a_percentile_the_suite_does_not_list_is_still_judged(db_path, hardware):
+    text = SERVER.replace('name = "load"', 'name = "load"\npercentiles = [50]').replace(
+        "tpot_ms = 40", "tpot_ms = 40\npercentile = 95"
+    )
+    (scenario,) = run(text, db_path, SimulatedServer(slots=8), hardware).scenarios
+    assert set(scenario.metrics.ttft_ms.percentiles) == {"p50", "p95", "p99"}
+    assert scenario.serving["slo_met"] is True and scenario.serving["slo_reason"] == "met"
